@@ -1,0 +1,170 @@
+//! One function per verb; the only place that wires config, client, streams and sinks together.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use chrono::{SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::catalog;
+use crate::cli::{Cli, Command, SyncArgs};
+use crate::client::{BodyError, PostmarkClient, TokenKind};
+use crate::config::{self, Config};
+use crate::error::Error;
+use crate::sinks::{self, DestKind, SinkHandle};
+use crate::state::State;
+use crate::streams::runner::{Extractor, PartitionReport};
+use crate::streams::{STREAMS, StreamDef};
+
+pub async fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Some(Command::Spec) => print_json(&config::spec()),
+        Some(Command::Check { config }) => check(&config).await,
+        Some(Command::Discover { config }) => discover(&config),
+        Some(Command::Sync(args)) => sync(args).await,
+        None => {
+            // The Singer tap invocation.
+            let Some(config) = cli.singer.config else {
+                return Err(Error::Config(config::ConfigError::Missing {
+                    key: "--config",
+                    fix: "run `postmark-elt --help`; e.g. `postmark-elt sync --config config.json`".to_string(),
+                }));
+            };
+            if cli.singer.discover {
+                return discover(&config);
+            }
+            sync(SyncArgs {
+                config,
+                catalog: cli.singer.catalog,
+                state: cli.singer.state,
+                dest: DestKind::Singer,
+                path: None,
+            })
+            .await
+        }
+    }
+}
+
+/// Prints JSON on stdout; a closed pipe (`| head`) is not an error.
+fn print_json(value: &Value) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Stdout(e)),
+        _ => Ok(()),
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, Error> {
+    let loaded = Config::load(path)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded.config)
+}
+
+async fn check(path: &Path) -> Result<(), Error> {
+    #[derive(Deserialize)]
+    struct Server {
+        #[serde(rename = "Name")]
+        name: String,
+    }
+    let config = load_config(path)?;
+    let client = PostmarkClient::new(&config)?;
+    let server: Server = client
+        .get(TokenKind::Server, "/server", &[], |body| {
+            serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
+        })
+        .await?;
+    println!("OK: server {}", server.name);
+    Ok(())
+}
+
+fn discover(path: &Path) -> Result<(), Error> {
+    load_config(path)?;
+    print_json(&catalog::discover()?)
+}
+
+fn default_path(dest: DestKind) -> PathBuf {
+    match dest {
+        DestKind::Parquet => PathBuf::from("postmark-parquet"),
+        _ => PathBuf::from("postmark.duckdb"),
+    }
+}
+
+async fn sync(args: SyncArgs) -> Result<(), Error> {
+    let started = Instant::now();
+    let now = Utc::now();
+    let config = load_config(&args.config)?;
+    let selected: Vec<&'static StreamDef> = match &args.catalog {
+        Some(path) => catalog::selected_streams(path)?,
+        None => STREAMS.iter().collect(),
+    };
+    let override_state = args.state.as_deref().map(State::load_file).transpose()?;
+    let client = PostmarkClient::new(&config)?;
+    let path = args.path.clone().unwrap_or_else(|| default_path(args.dest));
+    let mut sink = sinks::open(args.dest, &path)?;
+    let state = match override_state {
+        Some(s) => s,
+        None => sink.load_state()?.unwrap_or_default(),
+    };
+    let handle = SinkHandle::spawn(sink);
+    let mut extractor = Extractor::new(&client, &config, &handle, state, now);
+    let mut reports: Vec<PartitionReport> = Vec::new();
+    let mut failure = None;
+    for def in selected {
+        match extractor.sync_stream(def).await {
+            Ok(r) => reports.extend(r),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    drop(extractor);
+    // The sink's own error explains a stopped sink better than the extractor's.
+    let sink_result = handle.finish();
+    print_summary(&reports, &client, started);
+    sink_result?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+fn fmt_time(t: Option<chrono::DateTime<Utc>>) -> String {
+    t.map_or("-".to_string(), |t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+fn print_summary(reports: &[PartitionReport], client: &PostmarkClient, started: Instant) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "{:<20} {:<16} {:>10} {:>8} {:>7}  bookmark",
+        "stream", "message stream", "records", "windows", "splits"
+    );
+    for r in reports {
+        let _ = writeln!(
+            err,
+            "{:<20} {:<16} {:>10} {:>8} {:>7}  {} -> {}",
+            r.stream,
+            r.partition,
+            r.records,
+            r.windows,
+            r.splits,
+            fmt_time(r.bookmark_before),
+            fmt_time(r.bookmark_after)
+        );
+    }
+    let _ = writeln!(
+        err,
+        "records: {}, requests: {}, retries: {}, elapsed: {:.1} s",
+        reports.iter().map(|r| r.records).sum::<u64>(),
+        client.stats.requests.load(Ordering::Relaxed),
+        client.stats.retries.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,88 @@
+//! Command-line interface (clap). Also accepts the Singer tap invocation with no subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::sinks::DestKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "postmark-elt",
+    version,
+    about = "Sync Postmark (transactional email) data into DuckDB, Parquet or Singer, completely and incrementally.",
+    long_about = "Sync Postmark (transactional email) data into DuckDB, Parquet or Singer, completely and incrementally.\n\n\
+        Without a subcommand it behaves as a Singer tap: `postmark-elt --config c.json [--discover] [--catalog cat.json] [--state s.json]`.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub singer: SingerArgs,
+
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// The Singer tap convention, for Meltano and other Singer runners.
+#[derive(Debug, Args)]
+pub struct SingerArgs {
+    /// Config file (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the catalog instead of syncing.
+    #[arg(long)]
+    pub discover: bool,
+    /// Catalog selecting the streams to sync.
+    #[arg(long, alias = "properties", value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// State from the previous run.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the JSON Schema of the config file.
+    Spec,
+    /// Check the config and the token: calls GET /server.
+    Check {
+        /// Config file (JSON).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Print the Singer catalog of every stream.
+    Discover {
+        /// Config file (JSON).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Sync the selected streams into the destination.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Config file (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Singer catalog selecting streams (default: every stream).
+    #[arg(long, alias = "properties", value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// State file to start from, instead of the state saved with the destination.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Destination.
+    #[arg(long, value_enum, default_value = "duckdb")]
+    pub dest: DestKind,
+    /// DuckDB file or Parquet directory (default: postmark.duckdb, or postmark-parquet/ for Parquet).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}

@@ -1,0 +1,97 @@
+//! The crate's top-level error, and the one place that maps errors to exit codes.
+
+use crate::catalog::CatalogError;
+use crate::client::ClientError;
+use crate::config::ConfigError;
+use crate::schema::SchemaError;
+use crate::sinks::SinkError;
+use crate::state::StateError;
+use crate::streams::runner::SyncError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("writing to stdout: {0}")]
+    Stdout(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Classes of failure, each with its own documented exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The config file is missing, unreadable or has a bad value.
+    Config,
+    /// A --state or --catalog file is unreadable or wrong.
+    Input,
+    /// Postmark refused the token.
+    Auth,
+    /// Postmark answered with an error, or kept failing after every retry.
+    Api,
+    /// Postmark holds more rows in one second than its API can page: data is incomplete.
+    Incomplete,
+    /// The destination could not be written.
+    Destination,
+    /// Another run holds the destination.
+    Locked,
+    /// A bug or an environment problem.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Exit codes, documented in the README. 2 is clap's usage error.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Internal => 1,
+            ErrorKind::Config => 3,
+            ErrorKind::Auth => 4,
+            ErrorKind::Api => 5,
+            ErrorKind::Incomplete => 6,
+            ErrorKind::Destination => 7,
+            ErrorKind::Locked => 8,
+            ErrorKind::Input => 9,
+        }
+    }
+}
+
+fn sink_kind(e: &SinkError) -> ErrorKind {
+    match e {
+        SinkError::Locked { .. } => ErrorKind::Locked,
+        SinkError::State(_) => ErrorKind::Input,
+        SinkError::DuckdbDisabled => ErrorKind::Config,
+        _ => ErrorKind::Destination,
+    }
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config(_) => ErrorKind::Config,
+            Error::Catalog(_) | Error::State(_) => ErrorKind::Input,
+            Error::Client(e) if e.is_auth() => ErrorKind::Auth,
+            Error::Client(_) => ErrorKind::Api,
+            Error::Sync(SyncError::TooDense { .. }) => ErrorKind::Incomplete,
+            Error::Sync(SyncError::UnknownMessageStream { .. }) => ErrorKind::Config,
+            Error::Sync(SyncError::SinkStopped(_)) => ErrorKind::Destination,
+            Error::Sync(SyncError::Schema(_)) => ErrorKind::Internal,
+            Error::Sync(e) if e.is_auth() => ErrorKind::Auth,
+            Error::Sync(_) => ErrorKind::Api,
+            Error::Sink(e) => sink_kind(e),
+            Error::Schema(_) | Error::Runtime(_) => ErrorKind::Internal,
+            Error::Stdout(_) => ErrorKind::Destination,
+        }
+    }
+}

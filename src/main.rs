@@ -1,0 +1,37 @@
+//! Thin entry point: parse arguments, set up logging, run, and choose the exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use postmark_elt::{app, cli::Cli, error::Error};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("postmark_elt={default_level},warn")));
+    // Logs go to stderr: stdout carries data (Singer messages, catalogs).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime);
+    let result = runtime.and_then(|rt| rt.block_on(app::run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.kind().exit_code())
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Destinations. A sink knows Arrow batches and state, nothing about HTTP.
+//!
+//! Three verbs, as in the writer libraries: `write` stages rows, `commit` makes the staged rows
+//! and the state durable together, `finish` closes. A sink runs on its own thread behind a
+//! bounded channel ([`SinkHandle`]), so pages keep downloading while rows are written.
+
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
+pub mod parquet;
+pub mod singer;
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use tokio::sync::mpsc;
+
+use crate::schema::StreamSchema;
+use crate::state::{State, StateError};
+
+/// Which destination, chosen on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DestKind {
+    /// Tables in an embedded DuckDB file (the default).
+    Duckdb,
+    /// Parquet files under a directory, one folder per stream.
+    Parquet,
+    /// Singer SCHEMA/RECORD/STATE messages on stdout.
+    Singer,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{dest} is locked by another run of postmark-elt (or another program); wait for it to finish, or use another --path")]
+    Locked { dest: String },
+    #[error("{dest}: {context}: {message}")]
+    Write {
+        dest: String,
+        context: String,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("this postmark-elt was built without DuckDB support; rebuild with `--features duckdb`, or use --dest parquet or --dest singer")]
+    DuckdbDisabled,
+}
+
+/// What a sink needs to know about a stream.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    pub name: String,
+    pub schema: StreamSchema,
+    pub arrow: SchemaRef,
+    pub primary_key: Vec<String>,
+    /// The column bookmarks follow, if the stream is incremental.
+    pub cursor_field: Option<String>,
+}
+
+pub trait Sink: Send {
+    /// The state saved by the last commit, if any.
+    fn load_state(&mut self) -> Result<Option<State>, SinkError>;
+    /// Prepares the stream's table or folder.
+    fn begin_stream(&mut self, stream: &StreamInfo) -> Result<(), SinkError>;
+    /// Stages rows; they become visible only at the next commit.
+    fn write(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), SinkError>;
+    /// Makes every staged row and `state` durable together.
+    fn commit(&mut self, state: &State) -> Result<(), SinkError>;
+    /// Closes the destination. Rows staged since the last commit are dropped.
+    fn finish(&mut self) -> Result<(), SinkError>;
+}
+
+enum Command {
+    Begin(Box<StreamInfo>),
+    Write(String, RecordBatch),
+    Commit(Box<State>),
+}
+
+/// A sink on its own thread. The async side sends commands; a send fails once the sink has
+/// stopped on an error, and [`SinkHandle::finish`] returns that error.
+pub struct SinkHandle {
+    tx: Option<mpsc::Sender<Command>>,
+    thread: Option<JoinHandle<Result<(), SinkError>>>,
+}
+
+impl SinkHandle {
+    pub fn spawn(mut sink: Box<dyn Sink>) -> SinkHandle {
+        // A few windows of look-ahead: enough to overlap download and write, bounded in memory.
+        let (tx, mut rx) = mpsc::channel::<Command>(64);
+        let thread = std::thread::Builder::new()
+            .name("sink".to_string())
+            .spawn(move || {
+                while let Some(cmd) = rx.blocking_recv() {
+                    match cmd {
+                        Command::Begin(info) => sink.begin_stream(&info)?,
+                        Command::Write(stream, batch) => sink.write(&stream, &batch)?,
+                        Command::Commit(state) => sink.commit(&state)?,
+                    }
+                }
+                sink.finish()
+            });
+        match thread {
+            Ok(t) => SinkHandle {
+                tx: Some(tx),
+                thread: Some(t),
+            },
+            // Without a thread there is no sink: every send fails and finish reports why.
+            Err(e) => SinkHandle {
+                tx: None,
+                thread: Some(std::thread::spawn(move || {
+                    Err(SinkError::Io {
+                        path: PathBuf::from("<sink thread>"),
+                        source: e,
+                    })
+                })),
+            },
+        }
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), ()> {
+        match &self.tx {
+            Some(tx) => tx.send(cmd).await.map_err(|_| ()),
+            None => Err(()),
+        }
+    }
+
+    pub async fn begin_stream(&self, info: StreamInfo) -> Result<(), ()> {
+        self.send(Command::Begin(Box::new(info))).await
+    }
+
+    pub async fn write(&self, stream: &str, batch: RecordBatch) -> Result<(), ()> {
+        self.send(Command::Write(stream.to_string(), batch)).await
+    }
+
+    pub async fn commit(&self, state: State) -> Result<(), ()> {
+        self.send(Command::Commit(Box::new(state))).await
+    }
+
+    /// Waits for every command to be applied and closes the sink.
+    pub fn finish(mut self) -> Result<(), SinkError> {
+        self.tx = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(SinkError::Write {
+                dest: "destination".to_string(),
+                context: "sink thread".to_string(),
+                message: "panicked".to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens the destination chosen on the command line.
+pub fn open(kind: DestKind, path: &std::path::Path) -> Result<Box<dyn Sink>, SinkError> {
+    match kind {
+        #[cfg(feature = "duckdb")]
+        DestKind::Duckdb => Ok(Box::new(duckdb::DuckdbSink::open(path)?)),
+        #[cfg(not(feature = "duckdb"))]
+        DestKind::Duckdb => Err(SinkError::DuckdbDisabled),
+        DestKind::Parquet => Ok(Box::new(parquet::ParquetSink::open(path)?)),
+        DestKind::Singer => Ok(Box::new(singer::SingerSink::stdout())),
+    }
+}

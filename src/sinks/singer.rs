@@ -1,0 +1,162 @@
+//! Singer destination: SCHEMA, RECORD and STATE messages, one JSON object per line, on stdout.
+//! STATE follows the records it covers and stdout is flushed there, so a target can checkpoint.
+
+use std::io::Write;
+
+use arrow::array::RecordBatch;
+use arrow::json::WriterBuilder;
+use arrow::json::writer::JsonArray;
+use chrono::{SecondsFormat, Utc};
+use serde_json::json;
+
+use crate::sinks::{Sink, SinkError, StreamInfo};
+use crate::state::State;
+
+pub struct SingerSink<W: Write + Send> {
+    out: W,
+    /// Rows written since the last STATE, for the record of what the target has seen.
+    pending_rows: u64,
+}
+
+impl SingerSink<std::io::BufWriter<std::io::Stdout>> {
+    pub fn stdout() -> Self {
+        SingerSink::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()))
+    }
+}
+
+impl<W: Write + Send> SingerSink<W> {
+    pub fn new(out: W) -> Self {
+        SingerSink { out, pending_rows: 0 }
+    }
+
+    fn io(&self, e: std::io::Error) -> SinkError {
+        SinkError::Io {
+            path: "<stdout>".into(),
+            source: e,
+        }
+    }
+
+    fn line(&mut self, value: &serde_json::Value) -> Result<(), SinkError> {
+        serde_json::to_writer(&mut self.out, value)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .map_err(|e| self.io(e))
+    }
+
+    #[cfg(test)]
+    fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: Write + Send> Sink for SingerSink<W> {
+    fn load_state(&mut self) -> Result<Option<State>, SinkError> {
+        // A Singer runner keeps the state and hands it back with --state.
+        Ok(None)
+    }
+
+    fn begin_stream(&mut self, stream: &StreamInfo) -> Result<(), SinkError> {
+        let bookmark_properties: Vec<&str> = stream.cursor_field.as_deref().into_iter().collect();
+        self.line(&json!({
+            "type": "SCHEMA",
+            "stream": stream.name,
+            "schema": stream.schema.singer_schema(),
+            "key_properties": stream.primary_key,
+            "bookmark_properties": bookmark_properties,
+        }))
+    }
+
+    fn write(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        // arrow-json writes the rows as one JSON array; each element is wrapped as a RECORD.
+        let mut buf = Vec::with_capacity(batch.num_rows() * 512);
+        {
+            let mut writer = WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, JsonArray>(&mut buf);
+            writer.write(batch).map_err(|e| SinkError::Write {
+                dest: "singer".to_string(),
+                context: format!("encoding rows of {stream}"),
+                message: e.to_string(),
+            })?;
+            writer.finish().map_err(|e| SinkError::Write {
+                dest: "singer".to_string(),
+                context: format!("encoding rows of {stream}"),
+                message: e.to_string(),
+            })?;
+        }
+        let rows: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&buf).map_err(|e| SinkError::Write {
+            dest: "singer".to_string(),
+            context: format!("encoding rows of {stream}"),
+            message: e.to_string(),
+        })?;
+        let prefix = format!("{{\"type\":\"RECORD\",\"stream\":{},\"record\":", json!(stream));
+        let suffix = format!(
+            ",\"time_extracted\":\"{}\"}}\n",
+            Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
+        for row in rows {
+            self.out
+                .write_all(prefix.as_bytes())
+                .and_then(|()| self.out.write_all(row.get().as_bytes()))
+                .and_then(|()| self.out.write_all(suffix.as_bytes()))
+                .map_err(|e| self.io(e))?;
+        }
+        self.pending_rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    fn commit(&mut self, state: &State) -> Result<(), SinkError> {
+        self.line(&json!({"type": "STATE", "value": state}))?;
+        self.pending_rows = 0;
+        self.out.flush().map_err(|e| self.io(e))
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|e| self.io(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::streams::extract::PageDecoder;
+    use crate::streams::find;
+
+    /// SCHEMA, then RECORDs, then STATE; each line one JSON object with the Singer fields.
+    #[test]
+    fn writes_singer_messages_in_order() {
+        let def = find("messages_outbound").unwrap();
+        let schema = def.schema().unwrap();
+        let dec = PageDecoder::new(&schema, "Messages", Utc::now());
+        let info = StreamInfo {
+            name: def.name.to_string(),
+            arrow: dec.output_schema(),
+            schema,
+            primary_key: vec!["message_id".into()],
+            cursor_field: Some("received_at".into()),
+        };
+        let mut sink = SingerSink::new(Vec::new());
+        sink.begin_stream(&info).unwrap();
+        let body = r#"{"TotalCount":1,"Messages":[{"MessageID":"m1","ReceivedAt":"2026-01-02T03:04:05.1234567-05:00","Tag":"","TrackOpens":false,"Metadata":{"a":"1"}}]}"#;
+        sink.write(def.name, &dec.decode(body.as_bytes()).unwrap().batch).unwrap();
+        sink.commit(&State::default()).unwrap();
+        let out = String::from_utf8(sink.into_inner()).unwrap();
+        let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["type"], "SCHEMA");
+        assert_eq!(lines[0]["key_properties"], json!(["message_id"]));
+        assert_eq!(lines[0]["bookmark_properties"], json!(["received_at"]));
+        assert_eq!(lines[1]["type"], "RECORD");
+        let rec = &lines[1]["record"];
+        assert_eq!(rec["message_id"], "m1");
+        assert_eq!(rec["tag"], "");
+        assert_eq!(rec["track_opens"], false);
+        assert!(rec["subject"].is_null() && rec.get("subject").is_some());
+        assert!(rec["received_at"].as_str().unwrap().starts_with("2026-01-02T08:04:05.123456"));
+        assert!(lines[1]["time_extracted"].is_string());
+        assert_eq!(lines[2]["type"], "STATE");
+    }
+}
