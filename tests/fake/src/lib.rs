@@ -225,11 +225,12 @@ impl FakePostmark {
             .collect()
     }
 
-    /// Queues faults for the next requests whose path starts with `path_prefix` ("" = any).
-    pub fn push_faults(&self, path_prefix: &str, faults: impl IntoIterator<Item = Fault>) {
+    /// Queues faults for the next requests whose lowercased `path?query` contains `matcher`
+    /// ("" = any request), e.g. "/messages/outbound" or "messagestream=broadcast".
+    pub fn push_faults(&self, matcher: &str, faults: impl IntoIterator<Item = Fault>) {
         let mut inner = self.shared.lock();
         for f in faults {
-            inner.faults.push_back((path_prefix.to_ascii_lowercase(), f));
+            inner.faults.push_back((matcher.to_ascii_lowercase(), f));
         }
     }
 
@@ -328,9 +329,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == shared.config.server_token);
 
+    let target = format!("{path}?{}", req.uri().query().unwrap_or_default()).to_ascii_lowercase();
     let fault = {
         let mut inner = shared.lock();
-        let pos = inner.faults.iter().position(|(prefix, _)| path.starts_with(prefix.as_str()));
+        let pos = inner.faults.iter().position(|(matcher, _)| target.contains(matcher.as_str()));
         pos.and_then(|p| inner.faults.remove(p)).map(|(_, f)| f)
     };
     if !shared.config.latency.is_zero() {

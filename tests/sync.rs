@@ -1,0 +1,210 @@
+//! End-to-end: the real binary syncs messages_outbound from the fake Postmark into DuckDB.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
+use chrono_tz::America::New_York;
+use common::{Env, assert_ok, duckdb_ids, duckdb_state, text};
+use fake_postmark::{Fault, FakeConfig, generate};
+use postmark_elt::streams::window::eastern_wall_clock;
+use serde_json::json;
+
+fn today_eastern() -> NaiveDate {
+    Utc::now().with_timezone(&New_York).date_naive()
+}
+
+/// Five ordinary days and a hot day of 25,000 messages in `outbound`, plus a broadcast stream.
+fn busy_server() -> Vec<fake_postmark::Message> {
+    let today = today_eastern();
+    let mut messages = Vec::new();
+    for d in 1..=5 {
+        let date = today - ChronoDuration::days(d);
+        let count = if d == 3 { 25_000 } else { 400 };
+        messages.extend(generate::day(d as u64, "outbound", date, count));
+        messages.extend(generate::day(100 + d as u64, "broadcast", date, 30));
+    }
+    messages
+}
+
+fn start_of(date: NaiveDate) -> DateTime<Utc> {
+    generate::eastern_day(date).0
+}
+
+/// A day above Postmark's 10,000 offset limit loads completely, and every request respects the
+/// API's rules (token, Accept, count <= 500, count + offset <= 10,000, New York dates).
+#[test]
+fn hot_day_loads_completely_and_requests_follow_the_rules() {
+    let env = Env::new(busy_server());
+    let cfg = env.config(start_of(today_eastern() - ChronoDuration::days(6)), json!({}));
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
+    assert_ok(&out);
+
+    let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
+    let truth = env.truth();
+    assert_eq!(rows, distinct, "duplicate rows");
+    assert_eq!(ids.len(), truth.len());
+    assert_eq!(ids, truth, "the loaded message IDs differ from the API's");
+
+    let requests = env.fake.requests();
+    assert!(requests.iter().all(|r| r.server_token_ok), "a request lacked the server token");
+    assert!(requests.iter().all(|r| r.accept.as_deref() == Some("application/json")));
+    assert!(requests.iter().all(|r| r.status == 200), "a request was refused");
+    let pages: Vec<_> = requests.iter().filter(|r| r.path == "/messages/outbound").collect();
+    for r in &pages {
+        let count: u64 = r.param("count").unwrap().parse().unwrap();
+        let offset: u64 = r.param("offset").unwrap().parse().unwrap();
+        assert!(count <= 500 && count + offset <= 10_000, "{r:?}");
+        for p in ["fromdate", "todate"] {
+            let v = r.param(p).unwrap();
+            assert!(chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S").is_ok(), "{p}={v}");
+        }
+        assert!(matches!(r.param("messagestream"), Some("outbound" | "broadcast")));
+    }
+    // Requests stay close to the minimum: one per 500 rows plus the windowing probes.
+    let minimum = truth.len().div_ceil(500);
+    assert!(pages.len() <= minimum + 20, "{} page requests for a minimum of {minimum}", pages.len());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("messages_outbound"), "no summary: {stderr}");
+}
+
+/// A second run reads only from the bookmark (minus the overlap), adds the new rows, and
+/// neither duplicates nor loses any; messages that appeared late inside the overlap are caught.
+#[test]
+fn second_run_is_incremental_without_duplicates() {
+    let today = today_eastern();
+    let mut messages = Vec::new();
+    for d in 1..=3 {
+        messages.extend(generate::day(d, "outbound", today - ChronoDuration::days(d as i64), 300));
+    }
+    let env = Env::new(messages);
+    let cfg = env.config(start_of(today - ChronoDuration::days(4)), json!({"message_streams": ["outbound"]}));
+    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
+    let db = env.path("postmark.duckdb");
+    let (first_rows, _, _) = duckdb_ids(&db);
+    assert_eq!(first_rows as usize, env.truth().len());
+    let state = duckdb_state(&db);
+    let bookmark: DateTime<Utc> = state["bookmarks"]["messages_outbound"]["outbound"]["replication_key_value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // New messages after the bookmark, and late ones inside the overlap before it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let now = Utc::now();
+    env.fake.add_messages(generate::between(77, "outbound", bookmark + ChronoDuration::milliseconds(1), now, 40));
+    env.fake.add_messages(generate::between(78, "outbound", bookmark - ChronoDuration::minutes(30), bookmark, 7));
+    env.fake.clear_requests();
+
+    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
+    let (rows, distinct, ids) = duckdb_ids(&db);
+    assert_eq!(rows, distinct);
+    assert_eq!(ids, env.truth());
+    assert_eq!(rows, first_rows + 47);
+
+    let earliest = eastern_wall_clock(bookmark - ChronoDuration::minutes(60) - ChronoDuration::seconds(1));
+    for r in env.fake.requests().iter().filter(|r| r.path == "/messages/outbound") {
+        let from = chrono::NaiveDateTime::parse_from_str(r.param("fromdate").unwrap(), "%Y-%m-%dT%H:%M:%S").unwrap();
+        assert!(from >= earliest, "second run re-read from {from}, before the bookmark minus overlap {earliest}");
+    }
+}
+
+/// Both daylight-saving days of 2026 in New York, with thousands of messages inside the
+/// repeated and the skipped hour, load completely (windows split around the transitions).
+#[test]
+fn daylight_saving_days_load_completely() {
+    let config = FakeConfig {
+        retention_days: 3650,
+        ..FakeConfig::default()
+    };
+    let mut messages = Vec::new();
+    let fall = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let spring = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
+    messages.extend(generate::day(1, "outbound", fall, 9_000));
+    // 4,000 messages in 04:30Z..07:30Z: across both passes of 01:00-01:59 on Nov 1.
+    let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    messages.extend(generate::between(2, "outbound", utc("2026-11-01T04:30:00Z"), utc("2026-11-01T07:30:00Z"), 4_000));
+    messages.extend(generate::day(3, "outbound", spring, 9_000));
+    messages.extend(generate::between(4, "outbound", utc("2026-03-08T06:00:00Z"), utc("2026-03-08T08:00:00Z"), 4_000));
+    let env = Env::with_config(config, messages);
+    let cfg = env.config(
+        utc("2026-03-07T00:00:00Z"),
+        json!({"end_date": "2026-11-03T00:00:00Z", "message_streams": ["outbound"]}),
+    );
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
+    assert_ok(&out);
+    let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
+    assert_eq!(rows, distinct);
+    let truth = env.truth();
+    let missing: Vec<_> = truth.difference(&ids).take(5).collect();
+    assert!(missing.is_empty(), "{} missing, e.g. {missing:?}", truth.len() - ids.len());
+    assert_eq!(ids.len(), 26_000);
+}
+
+/// Storms of 429 (with and without Retry-After), 500/502/503, a truncated body and a reset
+/// connection are retried; the load completes exactly.
+#[test]
+fn survives_rate_limits_and_server_errors() {
+    let today = today_eastern();
+    let env = Env::new(generate::day(9, "outbound", today - ChronoDuration::days(1), 3_000));
+    env.fake.push_faults(
+        "/messages/outbound",
+        [
+            Fault::RateLimited { retry_after: None },
+            Fault::RateLimited { retry_after: Some(1) },
+            Fault::Status(503),
+            Fault::Status(500),
+            Fault::Status(502),
+            Fault::TruncatedJson,
+            Fault::ResetMidBody,
+            Fault::RateLimited { retry_after: None },
+            Fault::Status(503),
+            Fault::Status(503),
+        ],
+    );
+    // Ten failures in a row on one request: more than the default 8 retries allow.
+    let cfg = env.config(start_of(today - ChronoDuration::days(2)), json!({"message_streams": ["outbound"], "max_retries": 12}));
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
+    assert_ok(&out);
+    let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
+    assert_eq!(rows, distinct);
+    assert_eq!(ids, env.truth());
+    let failed = env.fake.requests().iter().filter(|r| r.status != 200).count();
+    assert_eq!(failed, 8, "the 8 error statuses were served");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("retries: 10"), "{}", text(&out));
+}
+
+/// When retries run out the run fails with the stream, the window and the HTTP status, exit 5,
+/// and what was committed before stays.
+#[test]
+fn exhausted_retries_fail_clearly_and_keep_committed_data() {
+    let today = today_eastern();
+    let mut messages = generate::day(5, "outbound", today - ChronoDuration::days(2), 200);
+    messages.extend(generate::day(6, "outbound", today - ChronoDuration::days(1), 200));
+    let env = Env::new(messages);
+    let cfg = env.config(
+        start_of(today - ChronoDuration::days(2)),
+        json!({"message_streams": ["outbound", "broadcast"], "max_retries": 2}),
+    );
+    // Outbound loads; every attempt at broadcast fails.
+    env.fake.push_faults("messagestream=broadcast", std::iter::repeat_n(Fault::Status(503), 3));
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && last.contains("message stream `broadcast`") && last.contains("US-Eastern") && last.contains("HTTP 503"),
+        "{last}"
+    );
+    let db = env.path("postmark.duckdb");
+    let (rows, _, _) = duckdb_ids(&db);
+    assert_eq!(rows, 400);
+    let state = duckdb_state(&db);
+    assert!(state["bookmarks"]["messages_outbound"]["outbound"].is_object());
+    assert!(state["bookmarks"]["messages_outbound"].get("broadcast").is_none());
+    // The next run completes the data.
+    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
+    assert_eq!(duckdb_ids(&db).2, env.truth());
+}
