@@ -25,6 +25,15 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Check { config }) => check(&config).await,
         Some(Command::Discover { config }) => discover(&config),
         Some(Command::Sync(args)) => sync(args).await,
+        #[cfg(feature = "duckdb")]
+        Some(Command::Query { path, sql }) => {
+            let table = sinks::duckdb::query(&path, &sql)?;
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{table}") {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Stdout(e)),
+                _ => Ok(()),
+            }
+        }
         None => {
             // The Singer tap invocation.
             let Some(config) = cli.singer.config else {

@@ -66,6 +66,15 @@ pub enum Command {
     },
     /// Sync the selected streams into the destination.
     Sync(SyncArgs),
+    /// Run a SQL query on a synced DuckDB file and print the result as a table.
+    #[cfg(feature = "duckdb")]
+    Query {
+        /// DuckDB file.
+        #[arg(long, value_name = "PATH", default_value = "postmark.duckdb")]
+        path: PathBuf,
+        /// One SQL statement, e.g. "SELECT count(*) FROM messages_outbound".
+        sql: String,
+    },
 }
 
 #[derive(Debug, Args)]

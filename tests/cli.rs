@@ -242,3 +242,24 @@ fn token_from_environment_is_used_and_never_printed() {
     assert!(!text(&out).contains(env.fake.token()));
     assert_eq!(duckdb_ids(&env.path("postmark.duckdb")).0, 5);
 }
+
+/// Every SQL block in the README runs on a synced database, and the README's config table lists
+/// every key of `spec`: the docs cannot drift from the code.
+#[test]
+fn readme_sql_runs_and_config_table_is_complete() {
+    let readme = include_str!("../README.md");
+    let env = Env::new(yesterday_messages(300));
+    let cfg = env.config(two_days_ago(), json!({}));
+    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
+    let blocks: Vec<&str> = readme.split("```sql").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    assert!(!blocks.is_empty());
+    for sql in blocks {
+        let out = env.run(&["query", sql]);
+        assert_ok(&out);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("messages"), "{}", text(&out));
+    }
+    let spec: Value = serde_json::from_slice(&std::process::Command::new(BIN).arg("spec").output().unwrap().stdout).unwrap();
+    for key in spec["properties"].as_object().unwrap().keys() {
+        assert!(readme.contains(&format!("| `{key}` |")), "README config table lacks `{key}`");
+    }
+}
