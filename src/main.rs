@@ -1,4 +1,5 @@
 //! Thin entry point: parse arguments, set up logging, run, and choose the exit code.
+#![allow(clippy::result_large_err)]
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -74,7 +74,7 @@ pub fn snake_case(key: &str) -> String {
             let next = chars.get(i + 1).copied();
             let boundary = match prev {
                 None => false,
-                Some(p) if p == '_' => false,
+                Some('_') => false,
                 Some(p) if p.is_lowercase() || p.is_ascii_digit() => true,
                 Some(p) => p.is_uppercase() && next.is_some_and(|n| n.is_lowercase()),
             };

@@ -50,6 +50,7 @@ fn hot_day_loads_completely_and_requests_follow_the_rules() {
     let requests = env.fake.requests();
     assert!(requests.iter().all(|r| r.server_token_ok), "a request lacked the server token");
     assert!(requests.iter().all(|r| r.accept.as_deref() == Some("application/json")));
+    assert!(requests.iter().all(|r| r.accept_encoding.as_deref().is_some_and(|e| e.contains("gzip"))));
     assert!(requests.iter().all(|r| r.status == 200), "a request was refused");
     let pages: Vec<_> = requests.iter().filter(|r| r.path == "/messages/outbound").collect();
     for r in &pages {
@@ -207,4 +208,36 @@ fn exhausted_retries_fail_clearly_and_keep_committed_data() {
     // The next run completes the data.
     assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
     assert_eq!(duckdb_ids(&db).2, env.truth());
+}
+
+/// A hung response times out and is retried; the load completes.
+#[test]
+fn hung_response_times_out_and_is_retried() {
+    let today = today_eastern();
+    let env = Env::new(generate::day(11, "outbound", today - ChronoDuration::days(1), 1_200));
+    env.fake.push_faults("offset=500", [Fault::Hang(Duration::from_secs(5))]);
+    let cfg = env.config(start_of(today - ChronoDuration::days(2)), json!({"message_streams": ["outbound"], "request_timeout_seconds": 1}));
+    let started = std::time::Instant::now();
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
+    assert_ok(&out);
+    assert!(text(&out).contains("timed out"), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(duckdb_ids(&env.path("postmark.duckdb")).2, env.truth());
+}
+
+/// A 422 is not retried: the run stops at once with Postmark's ErrorCode and Message.
+#[test]
+fn validation_error_is_not_retried() {
+    let today = today_eastern();
+    let env = Env::new(generate::day(12, "outbound", today - ChronoDuration::days(1), 100));
+    env.fake.push_faults(
+        "/messages/outbound",
+        [Fault::Api { status: 422, code: 700, message: "Count + Offset cannot exceed 10000 messages.".into() }],
+    );
+    let cfg = env.config(start_of(today - ChronoDuration::days(2)), json!({"message_streams": ["outbound"]}));
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(text(&out).contains("HTTP 422, Postmark ErrorCode 700: Count + Offset cannot exceed 10000 messages."), "{}", text(&out));
+    let pages = env.fake.requests().iter().filter(|r| r.path == "/messages/outbound").count();
+    assert_eq!(pages, 1, "a 422 was retried");
 }

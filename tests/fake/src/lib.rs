@@ -60,6 +60,8 @@ pub enum Fault {
     RateLimited { retry_after: Option<u64> },
     /// HTTP 500 (ErrorCode 101), 502 (no body) or 503 (ErrorCode 100).
     Status(u16),
+    /// An API error with Postmark's body: `{"ErrorCode": code, "Message": message}`.
+    Api { status: u16, code: i64, message: String },
     /// HTTP 200 whose JSON body is cut in half.
     TruncatedJson,
     /// HTTP 200 whose body stream breaks off mid-way (connection reset).
@@ -76,6 +78,7 @@ pub struct RecordedRequest {
     pub query: Vec<(String, String)>,
     pub server_token_ok: bool,
     pub accept: Option<String>,
+    pub accept_encoding: Option<String>,
     pub status: u16,
 }
 
@@ -173,7 +176,11 @@ impl FakePostmark {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind fake server");
                 addr_tx.send(listener.local_addr().expect("local addr")).ok();
-                let app = Router::new().fallback(handle).with_state(shared);
+                // Postmark gzips responses for clients that ask (reference 1.1).
+                let app = Router::new()
+                    .fallback(handle)
+                    .with_state(shared)
+                    .layer(tower_http::compression::CompressionLayer::new().gzip(true));
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         shutdown_rx.await.ok();
@@ -350,6 +357,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             query,
             server_token_ok: token_ok,
             accept: headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string),
+            accept_encoding: headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string),
             status: response.status().as_u16(),
         });
     }
@@ -364,6 +372,9 @@ async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, St
                 r.headers_mut().insert(header::RETRY_AFTER, s.into());
             }
             r
+        }
+        Fault::Api { status, code, message } => {
+            api_error(StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), code, &message)
         }
         Fault::Status(500) => api_error(StatusCode::INTERNAL_SERVER_ERROR, 101, "An error that shouldn't have occurred. Error id: fake-1."),
         Fault::Status(503) => api_error(StatusCode::SERVICE_UNAVAILABLE, 100, "Maintenance."),
@@ -444,6 +455,7 @@ fn message_streams(shared: &Shared, query: &[(String, String)]) -> Response {
 }
 
 /// Validates `count`/`offset` as Postmark does: required, 1..=500, >= 0, sum <= 10,000.
+#[allow(clippy::result_large_err)] // the error is the HTTP response itself
 fn paging(query: &[(String, String)], error_code: i64) -> Result<(u64, u64), Response> {
     let bad = |m: &str| api_error(StatusCode::UNPROCESSABLE_ENTITY, error_code, m);
     let count: i64 = get(query, "count").and_then(|v| v.parse().ok()).ok_or_else(|| bad("The 'count' parameter is required and must be a number."))?;
