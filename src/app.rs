@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::catalog;
 use crate::cli::{Cli, Command, SyncArgs};
-use crate::client::{BodyError, PostmarkClient, TokenKind};
+use crate::client::{Auth, BodyError, PostmarkClient};
 use crate::config::{self, Config};
 use crate::error::Error;
 use crate::sinks::{self, DestKind, SinkHandle};
@@ -81,14 +81,29 @@ async fn check(path: &Path) -> Result<(), Error> {
         #[serde(rename = "Name")]
         name: String,
     }
+    #[derive(Deserialize)]
+    struct Servers {
+        #[serde(rename = "TotalCount")]
+        total: u64,
+    }
     let config = load_config(path)?;
     let client = PostmarkClient::new(&config)?;
-    let server: Server = client
-        .get(TokenKind::Server, "/server", &[], |body| {
-            serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
-        })
-        .await?;
-    println!("OK: server {}", server.name);
+    if let Some(token) = &config.server_token {
+        let server: Server = client
+            .get(Auth::Server(token), "/server", &[], |body| {
+                serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
+            })
+            .await?;
+        println!("OK: server {}", server.name);
+    }
+    if config.account_token.is_some() {
+        let servers: Servers = client
+            .get(Auth::Account, "/servers", &[("count", "1".to_string()), ("offset", "0".to_string())], |body| {
+                serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
+            })
+            .await?;
+        println!("OK: account with {} servers", servers.total);
+    }
     Ok(())
 }
 
@@ -110,7 +125,7 @@ async fn sync(args: SyncArgs) -> Result<(), Error> {
     let config = load_config(&args.config)?;
     let selected: Vec<&'static StreamDef> = match &args.catalog {
         Some(path) => catalog::selected_streams(path)?,
-        None => STREAMS.iter().collect(),
+        None => STREAMS.iter().filter(|d| d.default_selected).collect(),
     };
     let override_state = args.state.as_deref().map(State::load_file).transpose()?;
     let client = PostmarkClient::new(&config)?;
@@ -152,14 +167,15 @@ fn print_summary(reports: &[PartitionReport], client: &PostmarkClient, started: 
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "{:<20} {:<16} {:>10} {:>8} {:>7}  bookmark",
-        "stream", "message stream", "records", "windows", "splits"
+        "{:<32} {:>9} {:<14} {:>10} {:>7} {:>6}  bookmark",
+        "stream", "server", "partition", "records", "windows", "splits"
     );
     for r in reports {
         let _ = writeln!(
             err,
-            "{:<20} {:<16} {:>10} {:>8} {:>7}  {} -> {}",
+            "{:<32} {:>9} {:<14} {:>10} {:>7} {:>6}  {} -> {}",
             r.stream,
+            r.server.map_or("-".to_string(), |s| s.to_string()),
             r.partition,
             r.records,
             r.windows,
@@ -167,6 +183,9 @@ fn print_summary(reports: &[PartitionReport], client: &PostmarkClient, started: 
             fmt_time(r.bookmark_before),
             fmt_time(r.bookmark_after)
         );
+        if let Some(note) = &r.note {
+            let _ = writeln!(err, "{:<32} note: {note}", "");
+        }
     }
     let _ = writeln!(
         err,

@@ -34,38 +34,43 @@ pub enum CatalogError {
 fn stream_entry(def: &StreamDef) -> Result<Value, SchemaError> {
     let schema = def.schema()?;
     let singer = schema.singer_schema();
-    let mut metadata = vec![json!({
-        "breadcrumb": [],
-        "metadata": {
-            "selected": true,
-            "inclusion": "available",
-            "replication-method": "INCREMENTAL",
-            "forced-replication-method": "INCREMENTAL",
-            "replication-key": def.cursor_field(),
-            "valid-replication-keys": [def.cursor_field()],
-            "table-key-properties": def.primary_key,
-        }
-    })];
+    let method = if def.is_incremental() { "INCREMENTAL" } else { "FULL_TABLE" };
+    let key = def.replication_key();
+    let mut stream_metadata = json!({
+        "selected": def.default_selected,
+        "inclusion": "available",
+        "replication-method": method,
+        "forced-replication-method": method,
+        "table-key-properties": def.primary_key,
+    });
+    if let Some(key) = key.filter(|k| schema.field(k).is_some()) {
+        stream_metadata["replication-key"] = json!(key);
+        stream_metadata["valid-replication-keys"] = json!([key]);
+    }
+    let mut metadata = vec![json!({"breadcrumb": [], "metadata": stream_metadata})];
     for field in &schema.fields {
-        let automatic = def.primary_key.contains(&field.name.as_str()) || field.name == def.cursor_field();
+        let automatic = def.primary_key.contains(&field.name.as_str()) || Some(field.name.as_str()) == key;
         metadata.push(json!({
             "breadcrumb": ["properties", field.name],
             "metadata": {"inclusion": if automatic { "automatic" } else { "available" }}
         }));
     }
-    Ok(json!({
+    let mut entry = json!({
         "tap_stream_id": def.name,
         "stream": def.name,
         "description": def.description,
         "schema": singer,
         "key_properties": def.primary_key,
-        "replication_method": "INCREMENTAL",
-        "replication_key": def.cursor_field(),
+        "replication_method": method,
         "metadata": metadata,
-    }))
+    });
+    if let Some(key) = key.filter(|k| schema.field(k).is_some()) {
+        entry["replication_key"] = json!(key);
+    }
+    Ok(entry)
 }
 
-/// The full catalog, every stream selected.
+/// The full catalog; streams that are on by default are selected.
 pub fn discover() -> Result<Value, SchemaError> {
     let streams = STREAMS.iter().map(stream_entry).collect::<Result<Vec<_>, _>>()?;
     Ok(json!({ "streams": streams }))
@@ -128,18 +133,24 @@ mod tests {
         assert_eq!(shipped, discover().unwrap(), "regenerate with: postmark-elt discover --config ... > catalog.json");
     }
 
+    fn selected_names(path: &Path, catalog: &Value) -> Vec<&'static str> {
+        std::fs::write(path, catalog.to_string()).unwrap();
+        selected_streams(path).unwrap().iter().map(|d| d.name).collect()
+    }
+
     /// Selection follows Singer metadata; unknown streams are refused by name.
     #[test]
     fn selection_and_unknown_streams() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.json");
         let mut cat = discover().unwrap();
-        cat["streams"][0]["metadata"][0]["metadata"]["selected"] = json!(false);
-        std::fs::write(&p, cat.to_string()).unwrap();
-        assert!(selected_streams(&p).unwrap().is_empty());
-        cat["streams"][0]["metadata"][0]["metadata"]["selected"] = json!(true);
-        std::fs::write(&p, cat.to_string()).unwrap();
-        assert_eq!(selected_streams(&p).unwrap()[0].name, "messages_outbound");
+        let defaults = selected_names(&p, &cat);
+        assert!(defaults.contains(&"messages_outbound") && !defaults.contains(&"message_events"));
+        for entry in cat["streams"].as_array_mut().unwrap() {
+            let on = entry["stream"] == "bounces" || entry["stream"] == "message_events";
+            entry["metadata"][0]["metadata"]["selected"] = json!(on);
+        }
+        assert_eq!(selected_names(&p, &cat), vec!["bounces", "message_events"]);
         std::fs::write(&p, r#"{"streams":[{"tap_stream_id":"nope","selected":true}]}"#).unwrap();
         let e = selected_streams(&p).unwrap_err().to_string();
         assert!(e.contains("`nope`") && e.contains("messages_outbound"), "{e}");

@@ -20,6 +20,15 @@ use crate::secret::Secret;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// The credential of one request.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth<'a> {
+    /// A server token: the configured one, or one the account API returned for another server.
+    Server(&'a Secret),
+    /// The configured account token.
+    Account,
+}
+
 /// Which token an endpoint takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -143,7 +152,6 @@ pub struct ClientStats {
 pub struct PostmarkClient {
     http: reqwest::Client,
     base_url: Url,
-    server_token: Secret,
     account_token: Option<Secret>,
     max_retries: u32,
     retry_initial_delay: Duration,
@@ -174,7 +182,6 @@ impl PostmarkClient {
         Ok(PostmarkClient {
             http,
             base_url: config.base_url.clone(),
-            server_token: config.server_token.clone(),
             account_token: config.account_token.clone(),
             max_retries: config.max_retries,
             retry_initial_delay: config.retry_initial_delay,
@@ -198,16 +205,16 @@ impl PostmarkClient {
     /// that `parse` rejects (truncated or malformed JSON), up to `max_retries` times.
     pub async fn get<T>(
         &self,
-        token: TokenKind,
+        auth: Auth<'_>,
         path: &str,
         query: &[(&str, String)],
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Result<T, ClientError> {
         let url = self.url(path, query);
         let request = format!("GET {}{}", url.path(), url.query().map(|q| format!("?{q}")).unwrap_or_default());
-        let secret = match token {
-            TokenKind::Server => &self.server_token,
-            TokenKind::Account => self.account_token.as_ref().ok_or(ClientError::NoAccountToken)?,
+        let (token, secret) = match auth {
+            Auth::Server(secret) => (TokenKind::Server, secret),
+            Auth::Account => (TokenKind::Account, self.account_token.as_ref().ok_or(ClientError::NoAccountToken)?),
         };
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.retry_initial_delay)

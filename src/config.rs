@@ -41,10 +41,22 @@ pub enum ConfigError {
 }
 
 /// A validated config. Nothing after [`Config::from_value`] looks at raw strings.
+/// Which servers to sync through the account API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSelection {
+    /// Every server of the account.
+    All,
+    /// Servers by name or by numeric ID.
+    Listed(Vec<String>),
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server_token: Secret,
+    /// The server token; `None` only when `servers` picks servers through the account token.
+    pub server_token: Option<Secret>,
     pub account_token: Option<Secret>,
+    /// `servers`: sync these servers with the tokens the account API returns.
+    pub servers: Option<ServerSelection>,
     /// First instant to sync. A plain date means midnight US-Eastern, the API's calendar.
     pub start: DateTime<Utc>,
     pub end: Option<DateTime<Utc>>,
@@ -75,7 +87,9 @@ pub fn spec() -> Value {
             "postmark_server_token": {"type": "string", "secret": true, "airbyte_secret": true,
                 "description": "Alias of server_token."},
             "account_token": {"type": "string", "secret": true, "airbyte_secret": true,
-                "description": "Postmark account API token, for account-level streams (optional)."},
+                "description": "Postmark account API token (optional): adds the servers, domains and sender_signatures streams, and lets `servers` sync several servers."},
+            "servers": {"oneOf": [{"const": "all"}, {"type": "array", "items": {"type": ["string", "integer"]}}],
+                "description": "With account_token: \"all\" or a list of server names or IDs. Every per-server stream then runs for each of them, with the server tokens the account API returns."},
             "start_date": {"type": "string", "examples": ["2026-10-01", "2026-10-01T00:00:00Z"],
                 "description": "Sync data from this point on: YYYY-MM-DD (midnight US-Eastern, the API's calendar) or an RFC 3339 date-time."},
             "end_date": {"type": "string",
@@ -151,17 +165,25 @@ impl Config {
             .map(|k| format!("Unknown config key `{k}` is ignored; see `postmark-elt spec` for the accepted keys."))
             .collect();
 
+        let account_token = opt_string(map, "account_token")?
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Secret::new(t.trim()));
+        let servers = parse_servers(map)?;
+        if servers.is_some() && account_token.is_none() {
+            return Err(invalid("servers", "needs `account_token`", "add the account API token (Postmark: Account > API Tokens), or remove `servers`"));
+        }
         let token = opt_string(map, "server_token")?
             .or(opt_string(map, "postmark_server_token")?)
-            .or(env_token.filter(|t| !t.trim().is_empty()))
-            .ok_or_else(|| ConfigError::Missing {
-                key: "server_token",
-                fix: format!("add \"server_token\": \"<your Postmark server API token>\" to the config file, or set {TOKEN_ENV}"),
-            })?;
-        if token.trim().is_empty() {
+            .or(env_token.filter(|t| !t.trim().is_empty()));
+        if token.as_ref().is_some_and(|t| t.trim().is_empty()) {
             return Err(invalid("server_token", "is empty", "paste the server API token from the server's API Tokens tab in Postmark"));
         }
-        let account_token = opt_string(map, "account_token")?.map(Secret::new);
+        if token.is_none() && servers.is_none() {
+            return Err(ConfigError::Missing {
+                key: "server_token",
+                fix: format!("add \"server_token\": \"<your Postmark server API token>\" to the config file, or set {TOKEN_ENV}"),
+            });
+        }
 
         let start_raw = opt_string(map, "start_date")?.ok_or_else(|| ConfigError::Missing {
             key: "start_date",
@@ -234,8 +256,9 @@ impl Config {
 
         Ok(Loaded {
             config: Config {
-                server_token: Secret::new(token.trim()),
+                server_token: token.map(|t| Secret::new(t.trim())),
                 account_token,
+                servers,
                 start,
                 end,
                 base_url,
@@ -255,6 +278,26 @@ impl Config {
     /// The end of the range a run may read: `end_date`, else `now`.
     pub fn end_or(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         self.end.map_or(now, |e| e.min(now))
+    }
+}
+
+fn parse_servers(map: &BTreeMap<String, Value>) -> Result<Option<ServerSelection>, ConfigError> {
+    let fix = "write \"all\" or a list of server names or IDs, e.g. [\"Shop Production\", 118822]";
+    match map.get("servers") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("all") => Ok(Some(ServerSelection::All)),
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut listed = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) if !s.trim().is_empty() => listed.push(s.trim().to_string()),
+                    Value::Number(n) if n.is_u64() => listed.push(n.to_string()),
+                    other => return Err(invalid("servers", &format!("holds {other}, which is not a server name or ID"), fix)),
+                }
+            }
+            Ok(Some(ServerSelection::Listed(listed)))
+        }
+        Some(other) => Err(invalid("servers", &format!("is {other}"), fix)),
     }
 }
 
@@ -375,6 +418,9 @@ mod tests {
             (json!({"server_token": "t", "start_date": "2026-01-01", "message_streams": "outbound"}), "list of stream IDs"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "max_concurrency": 0}), "`max_concurrency`"),
             (json!({"server_token": 12345, "start_date": "2026-01-01"}), "must be a string"),
+            (json!({"server_token": "t", "start_date": "2026-01-01", "servers": "all"}), "needs `account_token`"),
+            (json!({"account_token": "a", "start_date": "2026-01-01", "servers": [true]}), "not a server name or ID"),
+            (json!({"account_token": "a", "start_date": "2026-01-01"}), "`server_token` is missing"),
         ];
         for (cfg, want) in cases {
             let err = parse(cfg.clone()).unwrap_err().to_string();
@@ -404,7 +450,7 @@ mod tests {
     #[test]
     fn alias_defaults_and_unknown_keys() {
         let l = parse(json!({"postmark_server_token": "abc", "start_date": "2026-01-01", "colour": "blue"})).unwrap();
-        assert_eq!(l.config.server_token.expose(), "abc");
+        assert_eq!(l.config.server_token.as_ref().unwrap().expose(), "abc");
         assert_eq!(l.config.page_size, 500);
         assert_eq!(l.config.max_concurrency, 4);
         assert_eq!(l.config.base_url.as_str(), "https://api.postmarkapp.com/");
@@ -412,12 +458,22 @@ mod tests {
         assert!(l.warnings[0].contains("`colour`"));
     }
 
+    /// With `servers`, the account token is enough.
+    #[test]
+    fn servers_select_through_the_account() {
+        let l = parse(json!({"account_token": "a", "start_date": "2026-01-01", "servers": ["Shop", 42]})).unwrap();
+        assert_eq!(l.config.servers, Some(ServerSelection::Listed(vec!["Shop".into(), "42".into()])));
+        assert!(l.config.server_token.is_none());
+        let l = parse(json!({"account_token": "a", "start_date": "2026-01-01", "servers": "ALL"})).unwrap();
+        assert_eq!(l.config.servers, Some(ServerSelection::All));
+    }
+
     /// The environment variable is used only when the file has no token.
     #[test]
     fn env_token_is_a_fallback() {
         let map: BTreeMap<String, Value> = [("start_date".to_string(), json!("2026-01-01"))].into();
         let l = Config::from_map(&map, Some("from-env".into()), Utc::now()).unwrap();
-        assert_eq!(l.config.server_token.expose(), "from-env");
+        assert_eq!(l.config.server_token.as_ref().unwrap().expose(), "from-env");
     }
 
     /// Debug output of a config never shows a token.

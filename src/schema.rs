@@ -13,6 +13,10 @@ use serde_json::{Map, Value, json};
 
 /// Name of the column every table gets: when the row was extracted.
 pub const SYNCED_AT: &str = "_synced_at";
+/// The server a row came from; taken from the record when it has one.
+pub const SERVER_ID: &str = "server_id";
+/// The message stream a row came from; taken from the record when it has one.
+pub const MESSAGE_STREAM: &str = "message_stream";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -99,6 +103,21 @@ impl StreamSchema {
             source,
         })?;
         let mut fields = parse_object_fields(stream, "", &doc)?;
+        let scope_columns = [
+            (SERVER_ID, FieldType::Integer, "The Postmark server the row came from."),
+            (MESSAGE_STREAM, FieldType::String, "The message stream the row came from (null where streams do not apply)."),
+        ];
+        for (name, ty, description) in scope_columns {
+            if !fields.iter().any(|f| f.name == name) {
+                fields.push(Field {
+                    source: None,
+                    name: name.to_string(),
+                    ty,
+                    nullable: true,
+                    description: Some(description.to_string()),
+                });
+            }
+        }
         fields.push(Field {
             source: None,
             name: SYNCED_AT.to_string(),
@@ -427,6 +446,7 @@ mod tests {
         assert_eq!(singer["properties"]["received_at"]["format"], "date-time");
         assert_eq!(singer["properties"]["track_opens"]["type"], json!(["null", "boolean"]));
         assert_eq!(singer["required"], json!(["message_id", SYNCED_AT]));
+        assert!(arrow.field_with_name(SERVER_ID).is_ok() && arrow.field_with_name(MESSAGE_STREAM).is_ok());
     }
 
     /// A schema file with an unsupported construct is rejected with its path.

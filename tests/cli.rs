@@ -127,9 +127,20 @@ fn singer_output_follows_the_spec() {
             .collect();
         assert_eq!(lines[0]["type"], "SCHEMA");
         assert_eq!(lines[0]["key_properties"], json!(["message_id"]));
-        let records: Vec<&Value> = lines.iter().filter(|l| l["type"] == "RECORD").collect();
+        // Every RECORD follows the SCHEMA of its stream.
+        let mut announced = std::collections::HashSet::new();
+        for l in &lines {
+            match l["type"].as_str().unwrap() {
+                "SCHEMA" => {
+                    announced.insert(l["stream"].as_str().unwrap().to_string());
+                }
+                "RECORD" => assert!(announced.contains(l["stream"].as_str().unwrap()), "RECORD before SCHEMA: {l}"),
+                _ => {}
+            }
+        }
+        let records: Vec<&Value> = lines.iter().filter(|l| l["type"] == "RECORD" && l["stream"] == "messages_outbound").collect();
         assert_eq!(records.len(), 1_200);
-        assert!(records.iter().all(|r| r["stream"] == "messages_outbound" && r["time_extracted"].is_string()));
+        assert!(records.iter().all(|r| r["time_extracted"].is_string()));
         assert_eq!(lines.last().unwrap()["type"], "STATE");
         let last_record = lines.iter().rposition(|l| l["type"] == "RECORD").unwrap();
         assert!(lines[last_record..].iter().any(|l| l["type"] == "STATE"));

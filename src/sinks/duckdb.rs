@@ -25,6 +25,8 @@ pub struct DuckdbSink {
     dest: String,
     streams: HashMap<String, StreamInfo>,
     staged: BTreeSet<String>,
+    /// Streams whose rows of a server (or all rows) go before the next commit's rows.
+    replaced: Vec<(String, Option<i64>)>,
     in_transaction: bool,
 }
 
@@ -52,6 +54,7 @@ impl DuckdbSink {
             dest,
             streams: HashMap::new(),
             staged: BTreeSet::new(),
+            replaced: Vec::new(),
             in_transaction: false,
         };
         // Never reach for the network to fetch an extension.
@@ -233,8 +236,22 @@ impl Sink for DuckdbSink {
         Ok(())
     }
 
+    fn replace(&mut self, stream: &str, server_id: Option<i64>) -> Result<(), SinkError> {
+        self.replaced.push((stream.to_string(), server_id));
+        Ok(())
+    }
+
     fn commit(&mut self, state: &State) -> Result<(), SinkError> {
         self.begin()?;
+        for (stream, server_id) in std::mem::take(&mut self.replaced) {
+            let table = quote_ident(&stream);
+            let context = format!("replacing the rows of {stream}");
+            match server_id {
+                Some(id) => self.conn.execute(&format!("DELETE FROM main.{table} WHERE server_id = ?"), [id]).map(|_| ()),
+                None => self.conn.execute_batch(&format!("DELETE FROM main.{table}")),
+            }
+            .map_err(|e| self.fail(&context, e))?;
+        }
         for stream in std::mem::take(&mut self.staged) {
             let info = self
                 .streams
@@ -272,7 +289,7 @@ mod tests {
     fn info_and_decoder() -> (StreamInfo, PageDecoder) {
         let def = find("messages_outbound").unwrap();
         let schema = def.schema().unwrap();
-        let decoder = PageDecoder::new(&schema, "Messages", Utc::now());
+        let decoder = PageDecoder::new(&schema, crate::streams::extract::Records::Under("Messages"), Utc::now());
         (
             StreamInfo {
                 name: def.name.to_string(),
@@ -280,6 +297,7 @@ mod tests {
                 schema,
                 primary_key: vec!["message_id".to_string()],
                 cursor_field: Some("received_at".to_string()),
+                mode: crate::sinks::LoadMode::Merge,
             },
             decoder,
         )
@@ -309,14 +327,14 @@ mod tests {
             let mut sink = DuckdbSink::open(&path).unwrap();
             assert_eq!(sink.load_state().unwrap(), None);
             sink.begin_stream(&info).unwrap();
-            sink.write("messages_outbound", &dec.decode(page(&["a", "b"]).as_bytes()).unwrap().batch).unwrap();
+            sink.write("messages_outbound", &dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
             // "b" twice in one commit (a shared window boundary) and again in the next commit.
-            sink.write("messages_outbound", &dec.decode(page(&["b", "c"]).as_bytes()).unwrap().batch).unwrap();
+            sink.write("messages_outbound", &dec.decode(page(&["b", "c"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
             state.advance("messages_outbound", "outbound", "received_at", Utc::now());
             sink.commit(&state).unwrap();
-            sink.write("messages_outbound", &dec.decode(page(&["c", "d"]).as_bytes()).unwrap().batch).unwrap();
+            sink.write("messages_outbound", &dec.decode(page(&["c", "d"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
             sink.commit(&state).unwrap();
-            sink.write("messages_outbound", &dec.decode(page(&["e"]).as_bytes()).unwrap().batch).unwrap();
+            sink.write("messages_outbound", &dec.decode(page(&["e"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
             sink.finish().unwrap();
         }
         assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 4);

@@ -51,6 +51,15 @@ pub enum SinkError {
     DuckdbDisabled,
 }
 
+/// How a stream's rows meet the rows already loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Upsert on the primary key.
+    Merge,
+    /// Full-table streams: a `replace` before the rows drops the server's old rows.
+    Replace,
+}
+
 /// What a sink needs to know about a stream.
 #[derive(Debug, Clone)]
 pub struct StreamInfo {
@@ -60,6 +69,7 @@ pub struct StreamInfo {
     pub primary_key: Vec<String>,
     /// The column bookmarks follow, if the stream is incremental.
     pub cursor_field: Option<String>,
+    pub mode: LoadMode,
 }
 
 pub trait Sink: Send {
@@ -67,6 +77,9 @@ pub trait Sink: Send {
     fn load_state(&mut self) -> Result<Option<State>, SinkError>;
     /// Prepares the stream's table or folder.
     fn begin_stream(&mut self, stream: &StreamInfo) -> Result<(), SinkError>;
+    /// At the next commit, before the staged rows go in, drops the stream's rows of this server
+    /// (of every server when `None`). Full-table streams use it to replace their rows.
+    fn replace(&mut self, stream: &str, server_id: Option<i64>) -> Result<(), SinkError>;
     /// Stages rows; they become visible only at the next commit.
     fn write(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), SinkError>;
     /// Makes every staged row and `state` durable together.
@@ -78,6 +91,7 @@ pub trait Sink: Send {
 enum Command {
     Begin(Box<StreamInfo>),
     Write(String, RecordBatch),
+    Replace(String, Option<i64>),
     Commit(Box<State>),
 }
 
@@ -99,6 +113,7 @@ impl SinkHandle {
                     match cmd {
                         Command::Begin(info) => sink.begin_stream(&info)?,
                         Command::Write(stream, batch) => sink.write(&stream, &batch)?,
+                        Command::Replace(stream, server) => sink.replace(&stream, server)?,
                         Command::Commit(state) => sink.commit(&state)?,
                     }
                 }
@@ -135,6 +150,10 @@ impl SinkHandle {
 
     pub async fn write(&self, stream: &str, batch: RecordBatch) -> Result<(), ()> {
         self.send(Command::Write(stream.to_string(), batch)).await
+    }
+
+    pub async fn replace(&self, stream: &str, server_id: Option<i64>) -> Result<(), ()> {
+        self.send(Command::Replace(stream.to_string(), server_id)).await
     }
 
     pub async fn commit(&self, state: State) -> Result<(), ()> {

@@ -41,6 +41,9 @@ pub struct ParquetSink {
     /// Rows committed by the runner but not yet written to files.
     buffered: BTreeMap<String, Vec<RecordBatch>>,
     buffered_rows: usize,
+    /// Servers whose old rows are dropped from a stream's files at the next flush (`None`: all).
+    replaced: BTreeMap<String, Vec<Option<i64>>>,
+    staged_replaced: BTreeMap<String, Vec<Option<i64>>>,
     pending_state: Option<State>,
 }
 
@@ -94,16 +97,26 @@ impl ParquetSink {
             staged: BTreeMap::new(),
             buffered: BTreeMap::new(),
             buffered_rows: 0,
+            replaced: BTreeMap::new(),
+            staged_replaced: BTreeMap::new(),
             pending_state: None,
         })
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        for (stream, batches) in std::mem::take(&mut self.buffered) {
+        let replaced = std::mem::take(&mut self.replaced);
+        let mut streams: Vec<(String, Vec<RecordBatch>)> = std::mem::take(&mut self.buffered).into_iter().collect();
+        for stream in replaced.keys() {
+            if !streams.iter().any(|(s, _)| s == stream) {
+                streams.push((stream.clone(), Vec::new()));
+            }
+        }
+        for (stream, batches) in streams {
             let info = self.streams.get(&stream).cloned().ok_or_else(|| {
                 write_err(&self.dir, format!("stream {stream}"))("written before it was begun".to_string())
             })?;
-            self.write_stream(&info, &batches)?;
+            let drop_servers = replaced.get(&stream).cloned().unwrap_or_default();
+            self.write_stream(&info, &batches, &drop_servers)?;
         }
         self.buffered_rows = 0;
         if let Some(state) = self.pending_state.take() {
@@ -115,10 +128,15 @@ impl ParquetSink {
         Ok(())
     }
 
-    fn write_stream(&self, info: &StreamInfo, batches: &[RecordBatch]) -> Result<(), SinkError> {
+    fn write_stream(&self, info: &StreamInfo, batches: &[RecordBatch], drop_servers: &[Option<i64>]) -> Result<(), SinkError> {
         let context = format!("writing stream {}", info.name);
         let all = concat_batches(&info.arrow, batches).map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
-        for (partition, rows) in partition_rows(&all, info.cursor_field.as_deref()) {
+        let mut groups = partition_rows(&all, info.cursor_field.as_deref());
+        if !drop_servers.is_empty() {
+            // Replacing with nothing still rewrites the file.
+            groups.entry(None).or_default();
+        }
+        for (partition, rows) in groups {
             let indices = UInt32Array::from(rows);
             let new_rows = take_record_batch(&all, &indices).map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
             let folder = match &partition {
@@ -128,6 +146,13 @@ impl ParquetSink {
             fs::create_dir_all(&folder).map_err(io(&folder))?;
             let path = folder.join(DATA_FILE);
             let mut parts = read_existing(&path, &info.arrow).map_err(|e| write_err(&self.dir, context.clone())(e))?;
+            if !drop_servers.is_empty() {
+                parts = parts
+                    .iter()
+                    .map(|b| without_servers(b, drop_servers))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| write_err(&self.dir, context.clone())(e))?;
+            }
             parts.push(new_rows);
             let merged = concat_batches(&info.arrow, &parts).map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
             let deduped = keep_last_per_key(&merged, &info.primary_key).map_err(|e| write_err(&self.dir, context.clone())(e))?;
@@ -206,6 +231,22 @@ fn read_existing(path: &Path, schema: &arrow::datatypes::SchemaRef) -> Result<Ve
     Ok(out)
 }
 
+/// Drops the rows of these servers (`None` in the list: every row).
+fn without_servers(batch: &RecordBatch, servers: &[Option<i64>]) -> Result<RecordBatch, String> {
+    if servers.contains(&None) {
+        return Ok(batch.slice(0, 0));
+    }
+    let ids = batch
+        .column_by_name(crate::schema::SERVER_ID)
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>())
+        .ok_or("no server_id column")?;
+    let keep: Vec<u32> = (0..batch.num_rows())
+        .filter(|&i| !(ids.is_valid(i) && servers.contains(&Some(ids.value(i)))))
+        .map(|i| i as u32)
+        .collect();
+    take_record_batch(batch, &UInt32Array::from(keep)).map_err(|e| e.to_string())
+}
+
 /// Keeps the last row of every primary key (the newest extraction wins), in original order.
 fn keep_last_per_key(batch: &RecordBatch, key: &[String]) -> Result<RecordBatch, String> {
     let columns: Vec<ArrayRef> = key
@@ -243,6 +284,11 @@ impl Sink for ParquetSink {
         Ok(())
     }
 
+    fn replace(&mut self, stream: &str, server_id: Option<i64>) -> Result<(), SinkError> {
+        self.staged_replaced.entry(stream.to_string()).or_default().push(server_id);
+        Ok(())
+    }
+
     fn write(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), SinkError> {
         if batch.num_rows() > 0 {
             self.staged.entry(stream.to_string()).or_default().push(batch.clone());
@@ -251,6 +297,15 @@ impl Sink for ParquetSink {
     }
 
     fn commit(&mut self, state: &State) -> Result<(), SinkError> {
+        for (stream, servers) in std::mem::take(&mut self.staged_replaced) {
+            // Rows buffered earlier for these servers are replaced too.
+            if let Some(buffered) = self.buffered.get_mut(&stream) {
+                for b in buffered.iter_mut() {
+                    *b = without_servers(b, &servers).map_err(|e| write_err(&self.dir, format!("replacing {stream}"))(e))?;
+                }
+            }
+            self.replaced.entry(stream).or_default().extend(servers);
+        }
         for (stream, batches) in std::mem::take(&mut self.staged) {
             self.buffered_rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
             self.buffered.entry(stream).or_default().extend(batches);
@@ -264,6 +319,7 @@ impl Sink for ParquetSink {
 
     fn finish(&mut self) -> Result<(), SinkError> {
         self.staged.clear();
+        self.staged_replaced.clear();
         self.flush()
     }
 }
@@ -305,13 +361,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let def = find("messages_outbound").unwrap();
         let schema = def.schema().unwrap();
-        let dec = PageDecoder::new(&schema, "Messages", Utc::now());
+        let dec = PageDecoder::new(&schema, crate::streams::extract::Records::Under("Messages"), Utc::now());
         let info = StreamInfo {
             name: def.name.to_string(),
             arrow: dec.output_schema(),
             schema,
             primary_key: vec!["message_id".into()],
             cursor_field: Some("received_at".into()),
+            mode: crate::sinks::LoadMode::Merge,
         };
         let mut state = State::default();
         state.advance("messages_outbound", "outbound", "received_at", Utc::now());
@@ -322,10 +379,10 @@ mod tests {
             }
             sink.begin_stream(&info).unwrap();
             let body = page(&[("a", "2026-11-01T23:30:00-05:00"), ("b", "2026-11-02T10:00:00Z"), ("a", "2026-11-01T23:30:00-05:00")]);
-            sink.write(def.name, &dec.decode(body.as_bytes()).unwrap().batch).unwrap();
+            sink.write(def.name, &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
             sink.commit(&state).unwrap();
             // Staged but never committed: must not appear.
-            sink.write(def.name, &dec.decode(page(&[("zz", "2026-11-02T10:00:00Z")]).as_bytes()).unwrap().batch).unwrap();
+            sink.write(def.name, &dec.decode(page(&[("zz", "2026-11-02T10:00:00Z")]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
             sink.finish().unwrap();
         }
         assert_eq!(read_all(dir.path()), vec!["a", "b"]);

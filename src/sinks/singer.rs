@@ -56,7 +56,10 @@ impl<W: Write + Send> Sink for SingerSink<W> {
     }
 
     fn begin_stream(&mut self, stream: &StreamInfo) -> Result<(), SinkError> {
-        let bookmark_properties: Vec<&str> = stream.cursor_field.as_deref().into_iter().collect();
+        let bookmark_properties: Vec<&str> = match stream.mode {
+            crate::sinks::LoadMode::Merge => stream.cursor_field.as_deref().into_iter().collect(),
+            crate::sinks::LoadMode::Replace => Vec::new(),
+        };
         self.line(&json!({
             "type": "SCHEMA",
             "stream": stream.name,
@@ -64,6 +67,11 @@ impl<W: Write + Send> Sink for SingerSink<W> {
             "key_properties": stream.primary_key,
             "bookmark_properties": bookmark_properties,
         }))
+    }
+
+    fn replace(&mut self, _stream: &str, _server_id: Option<i64>) -> Result<(), SinkError> {
+        // Full-table streams are sent whole every run; Singer targets upsert on the keys.
+        Ok(())
     }
 
     fn write(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), SinkError> {
@@ -130,18 +138,19 @@ mod tests {
     fn writes_singer_messages_in_order() {
         let def = find("messages_outbound").unwrap();
         let schema = def.schema().unwrap();
-        let dec = PageDecoder::new(&schema, "Messages", Utc::now());
+        let dec = PageDecoder::new(&schema, crate::streams::extract::Records::Under("Messages"), Utc::now());
         let info = StreamInfo {
             name: def.name.to_string(),
             arrow: dec.output_schema(),
             schema,
             primary_key: vec!["message_id".into()],
             cursor_field: Some("received_at".into()),
+            mode: crate::sinks::LoadMode::Merge,
         };
         let mut sink = SingerSink::new(Vec::new());
         sink.begin_stream(&info).unwrap();
         let body = r#"{"TotalCount":1,"Messages":[{"MessageID":"m1","ReceivedAt":"2026-01-02T03:04:05.1234567-05:00","Tag":"","TrackOpens":false,"Metadata":{"a":"1"}}]}"#;
-        sink.write(def.name, &dec.decode(body.as_bytes()).unwrap().batch).unwrap();
+        sink.write(def.name, &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
         sink.commit(&State::default()).unwrap();
         let out = String::from_utf8(sink.into_inner()).unwrap();
         let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -4,14 +4,30 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, make_array};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, make_array};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::json::ReaderBuilder;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
 use crate::client::BodyError;
-use crate::schema::{SYNCED_AT, StreamSchema};
+use crate::schema::{MESSAGE_STREAM, SERVER_ID, SYNCED_AT, StreamSchema};
+
+/// Where rows come from: filled into `server_id` and `message_stream` when the record lacks them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub server_id: Option<i64>,
+    pub message_stream: Option<String>,
+}
+
+/// Where the records are in a response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Records {
+    /// A list under this key (`{"TotalCount": n, "Messages": [...]}`).
+    Under(&'static str),
+    /// The body is one record (`GET /server`).
+    Whole,
+}
 
 /// One decoded page.
 #[derive(Debug)]
@@ -25,19 +41,22 @@ pub struct Page {
 #[derive(Debug, Clone)]
 pub struct PageDecoder {
     stream: String,
-    records_key: &'static str,
+    records: Records,
     source_schema: SchemaRef,
     output_schema: SchemaRef,
+    /// Per output column: decoded from the response (true) or added by the connector.
+    from_source: Vec<bool>,
     synced_at: i64,
 }
 
 impl PageDecoder {
-    pub fn new(schema: &StreamSchema, records_key: &'static str, synced_at: DateTime<Utc>) -> Self {
+    pub fn new(schema: &StreamSchema, records: Records, synced_at: DateTime<Utc>) -> Self {
         PageDecoder {
             stream: schema.stream.clone(),
-            records_key,
+            records,
             source_schema: schema.source_arrow_schema(),
             output_schema: schema.arrow_schema(),
+            from_source: schema.fields.iter().map(|f| f.source.is_some()).collect(),
             synced_at: synced_at.timestamp_micros(),
         }
     }
@@ -49,7 +68,16 @@ impl PageDecoder {
     /// Parses a body. A body that is not the expected JSON envelope is `Malformed` (the request
     /// is retried: it is usually a truncated response); a record whose values do not fit the
     /// schema is `Data` (retrying cannot help).
-    pub fn decode(&self, body: &[u8]) -> Result<Page, BodyError> {
+    pub fn decode(&self, body: &[u8], scope: &Scope) -> Result<Page, BodyError> {
+        let key = match self.records {
+            Records::Whole => {
+                let raw: &RawValue = serde_json::from_slice(body)
+                    .map_err(|e| BodyError::Malformed(format!("not JSON: {e}")))?;
+                let batch = self.decode_records(&[raw], scope)?;
+                return Ok(Page { total: Some(1), batch });
+            }
+            Records::Under(key) => key,
+        };
         let envelope: HashMap<String, &RawValue> = serde_json::from_slice(body)
             .map_err(|e| BodyError::Malformed(format!("not a JSON object: {e}")))?;
         let total = match envelope.get("TotalCount") {
@@ -59,22 +87,49 @@ impl PageDecoder {
             ),
             None => None,
         };
-        let records: Vec<&RawValue> = match envelope.get(self.records_key) {
+        let records: Vec<&RawValue> = match envelope.get(key) {
+            Some(raw) if raw.get() == "null" => Vec::new(),
             Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| BodyError::Malformed(format!("`{}` is not a list: {e}", self.records_key)))?,
-            None => {
-                return Err(BodyError::Malformed(format!(
-                    "the response has no `{}` list",
-                    self.records_key
-                )));
-            }
+                .map_err(|e| BodyError::Malformed(format!("`{key}` is not a list: {e}")))?,
+            None => return Err(BodyError::Malformed(format!("the response has no `{key}` list"))),
         };
-        let batch = self.decode_records(&records)?;
+        // Envelope values the schema asks for (`InactiveMails` of /deliverystats) go into every row.
+        let shared: Vec<(&String, &&RawValue)> = envelope
+            .iter()
+            .filter(|(k, _)| k.as_str() != key && self.source_schema.field_with_name(k).is_ok())
+            .collect();
+        let batch = if shared.is_empty() {
+            self.decode_records(&records, scope)?
+        } else {
+            let mut values: Vec<serde_json::Value> = Vec::with_capacity(records.len());
+            for raw in &records {
+                let mut v: serde_json::Value = serde_json::from_str(raw.get()).map_err(|e| BodyError::Malformed(e.to_string()))?;
+                if let serde_json::Value::Object(m) = &mut v {
+                    for (k, raw) in &shared {
+                        let value = serde_json::from_str(raw.get()).map_err(|e| BodyError::Malformed(e.to_string()))?;
+                        m.entry((*k).clone()).or_insert(value);
+                    }
+                }
+                values.push(v);
+            }
+            self.decode_values(&values, scope)?
+        };
         Ok(Page { total, batch })
     }
 
+    /// Decodes records built by the connector (reshaped stats, flattened events).
+    pub fn decode_values(&self, records: &[serde_json::Value], scope: &Scope) -> Result<RecordBatch, BodyError> {
+        let texts: Vec<String> = records.iter().map(serde_json::Value::to_string).collect();
+        let raws: Vec<&RawValue> = texts
+            .iter()
+            .map(|t| serde_json::from_str::<&RawValue>(t))
+            .collect::<Result<_, _>>()
+            .map_err(|e| BodyError::Data(e.to_string()))?;
+        self.decode_records(&raws, scope)
+    }
+
     /// Decodes already-split records (also used for endpoints that answer a bare list).
-    pub fn decode_records(&self, records: &[&RawValue]) -> Result<RecordBatch, BodyError> {
+    pub fn decode_records(&self, records: &[&RawValue], scope: &Scope) -> Result<RecordBatch, BodyError> {
         let mut decoder = ReaderBuilder::new(self.source_schema.clone())
             .with_batch_size(records.len().max(1))
             .with_strict_mode(false)
@@ -94,7 +149,7 @@ impl PageDecoder {
             Ok(batch) => batch.unwrap_or_else(|| RecordBatch::new_empty(self.source_schema.clone())),
             Err(e) => return Err(BodyError::Data(self.locate_bad_record(records, &e.to_string()))),
         };
-        self.to_output(decoded)
+        self.to_output(decoded, scope)
     }
 
     /// Type errors surface when a batch is finished; decoding records one by one (only on this
@@ -112,22 +167,46 @@ impl PageDecoder {
         format!("stream `{}`: {error}", self.stream)
     }
 
-    /// Renames to output names (a zero-copy retyping) and appends `_synced_at`.
-    fn to_output(&self, decoded: RecordBatch) -> Result<RecordBatch, BodyError> {
+    /// Renames to output names (a zero-copy retyping), fills the scope columns and appends
+    /// `_synced_at`.
+    fn to_output(&self, decoded: RecordBatch, scope: &Scope) -> Result<RecordBatch, BodyError> {
         let rows = decoded.num_rows();
+        let mut decoded_columns = decoded.columns().iter();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
-        for (field, array) in self.output_schema.fields().iter().zip(decoded.columns()) {
-            columns.push(retype(array, field.data_type()));
-        }
-        for field in self.output_schema.fields().iter().skip(decoded.num_columns()) {
-            if field.name() == SYNCED_AT {
-                columns.push(Arc::new(
-                    TimestampMicrosecondArray::from(vec![self.synced_at; rows]).with_timezone("UTC"),
-                ));
-            }
+        for (field, &from_source) in self.output_schema.fields().iter().zip(&self.from_source) {
+            let column = if from_source {
+                let array = decoded_columns
+                    .next()
+                    .ok_or_else(|| BodyError::Data(format!("stream `{}`: column count mismatch", self.stream)))?;
+                retype(array, field.data_type())
+            } else {
+                arrow::array::new_null_array(field.data_type(), rows)
+            };
+            let column = match field.name().as_str() {
+                SYNCED_AT => Arc::new(TimestampMicrosecondArray::from(vec![self.synced_at; rows]).with_timezone("UTC")) as ArrayRef,
+                SERVER_ID => fill_int(&column, scope.server_id),
+                MESSAGE_STREAM => fill_str(&column, scope.message_stream.as_deref()),
+                _ => column,
+            };
+            columns.push(column);
         }
         RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| BodyError::Data(format!("stream `{}`: {e}", self.stream)))
+    }
+}
+
+/// Nulls replaced by `value` (a record without the key takes it from the scope).
+fn fill_int(column: &ArrayRef, value: Option<i64>) -> ArrayRef {
+    match (value, column.as_any().downcast_ref::<Int64Array>()) {
+        (Some(v), Some(a)) if a.null_count() > 0 => Arc::new(a.iter().map(|x| Some(x.unwrap_or(v))).collect::<Int64Array>()),
+        _ => column.clone(),
+    }
+}
+
+fn fill_str(column: &ArrayRef, value: Option<&str>) -> ArrayRef {
+    match (value, column.as_any().downcast_ref::<StringArray>()) {
+        (Some(v), Some(a)) if a.null_count() > 0 => Arc::new(a.iter().map(|x| Some(x.unwrap_or(v))).collect::<StringArray>()),
+        _ => column.clone(),
     }
 }
 
@@ -195,7 +274,7 @@ mod tests {
             include_str!("../../schemas/messages_outbound.json"),
         )
         .unwrap();
-        PageDecoder::new(&schema, "Messages", Utc::now())
+        PageDecoder::new(&schema, Records::Under("Messages"), Utc::now())
     }
 
     const BODY: &str = r#"{"TotalCount": 2, "Messages": [
@@ -210,7 +289,7 @@ mod tests {
     /// Offsets become UTC, falsy values survive, absent keys are null, nested names are snake_case.
     #[test]
     fn decodes_a_page_faithfully() {
-        let page = decoder().decode(BODY.as_bytes()).unwrap();
+        let page = decoder().decode(BODY.as_bytes(), &Scope { server_id: Some(7), message_stream: Some("broadcast".into()) }).unwrap();
         assert_eq!(page.total, Some(2));
         let b = &page.batch;
         assert_eq!(b.num_rows(), 2);
@@ -229,17 +308,22 @@ mod tests {
         let md = b.column_by_name("metadata").unwrap().as_any().downcast_ref::<MapArray>().unwrap();
         assert_eq!(md.value(0).len(), 1);
         assert!(b.column_by_name(SYNCED_AT).is_some());
+        // Scope columns: the record's own value wins, a missing one is filled.
+        let ms = string_column(b, MESSAGE_STREAM).unwrap();
+        assert_eq!((ms.value(0), ms.value(1)), ("outbound", "broadcast"));
+        let sid = b.column_by_name(SERVER_ID).unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(sid.value(1), 7);
     }
 
     /// A wrong type is a data error naming the stream and the record; a cut body is malformed.
     #[test]
     fn errors_say_what_and_where() {
         let bad = r#"{"TotalCount":1,"Messages":[{"MessageID":"m-1","ReceivedAt":"2025-06-03T13:00:00Z","TrackOpens":"yes"}]}"#;
-        match decoder().decode(bad.as_bytes()) {
+        match decoder().decode(bad.as_bytes(), &Scope::default()) {
             Err(BodyError::Data(m)) => assert!(m.contains("messages_outbound") && m.contains("m-1"), "{m}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decoder().decode(&BODY.as_bytes()[..100]), Err(BodyError::Malformed(_))));
-        assert!(matches!(decoder().decode(b"{\"TotalCount\":0}"), Err(BodyError::Malformed(_))));
+        assert!(matches!(decoder().decode(&BODY.as_bytes()[..100], &Scope::default()), Err(BodyError::Malformed(_))));
+        assert!(matches!(decoder().decode(b"{\"TotalCount\":0}", &Scope::default()), Err(BodyError::Malformed(_))));
     }
 }

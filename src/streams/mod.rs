@@ -1,5 +1,6 @@
 //! Streams are declared as data: one [`StreamDef`] per Postmark endpoint, run by shared code
-//! (window planning in [`window`], page decoding in [`extract`], the loop in [`runner`]).
+//! (window planning in [`window`], page decoding in [`extract`], the loops in [`runner`]).
+//! Adding an endpoint is one entry in [`STREAMS`] plus a schema file in `schemas/`.
 
 pub mod extract;
 pub mod runner;
@@ -7,91 +8,271 @@ pub mod window;
 
 use crate::client::TokenKind;
 use crate::schema::{SchemaError, StreamSchema};
+use crate::streams::extract::Records;
 
-/// How a stream is read incrementally.
+/// How a stream is read. Each kind has one function in [`runner`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replication {
-    /// Windows of `fromdate`/`todate` (US-Eastern) over an instant column; the bookmark is the end
-    /// of the last committed window.
-    DateWindows {
-        /// Output column that the windows filter on, e.g. `received_at`.
-        cursor_field: &'static str,
-        from_param: &'static str,
-        to_param: &'static str,
+pub enum Kind {
+    /// `count`/`offset` pages inside US-Eastern `fromdate`/`todate` windows, split until each
+    /// fits under the offset limit. The bookmark is the end of the last committed window.
+    DateWindows,
+    /// A newest-first event list (opens, clicks) whose date filters are undocumented: read from
+    /// the top until events are older than the bookmark minus `lookback_days`. When the offset
+    /// limit comes first, the rest is read in date windows if the API proves to honour
+    /// `fromdate`/`todate`, else per message from `per_message_path`, for the messages whose
+    /// `tracked_by` column says they can have such events.
+    EventFeed {
+        per_message_path: &'static str,
+        tracked_by: &'static str,
     },
+    /// Daily stats (`fromdate`/`todate` as dates), re-read over `lookback_days` every run.
+    DailyStats(StatsShape),
+    /// The MessageEvents of each message's details, for messages in the incremental range.
+    MessageDetails,
+    /// The whole list every run; the rows of the server are replaced.
+    FullTable { paged: bool },
 }
 
-/// Which calls a stream is split into.
+/// How a stats response becomes rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsShape {
+    /// One row per day with these keys as columns; days and keys the API omits are 0.
+    Daily(&'static [&'static str]),
+    /// One row per day and name (`date, name, count`): the API keys days by client or browser name.
+    LongByName,
+    /// The overview has no `Days`: one request per day, one row per day.
+    OverviewPerDay,
+}
+
+/// Which calls a stream is split into, within one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Partition {
-    /// One run per message stream of these types (`messagestream=` query parameter).
+    /// One call.
+    None,
+    /// One call per value of a query parameter (inbound `status`: the API's default shows only
+    /// processed messages).
+    Values {
+        param: &'static str,
+        values: &'static [&'static str],
+    },
+    /// One call per message stream of these types; the ID goes in `param`, or replaces
+    /// `{stream}` in the path when `param` is `None`.
     MessageStreams {
         types: &'static [&'static str],
-        param: &'static str,
+        param: Option<&'static str>,
     },
 }
 
-/// `count`/`offset` paging.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OffsetPaging {
-    pub max_page_size: u32,
-    /// Postmark refuses `count + offset` above this (HTTP 422).
-    pub max_reach: u64,
-}
+const OUTBOUND_TYPES: &[&str] = &["Transactional", "Broadcasts"];
+const OUTBOUND: Partition = Partition::MessageStreams {
+    types: OUTBOUND_TYPES,
+    param: Some("messagestream"),
+};
+
+/// Postmark's paging: at most 500 rows a page, `count + offset <= 10,000`.
+pub const MAX_PAGE_SIZE: u64 = 500;
+pub const MAX_REACH: u64 = 10_000;
 
 #[derive(Debug)]
 pub struct StreamDef {
     /// Stream and table name.
     pub name: &'static str,
     pub path: &'static str,
-    /// Key of the record list in the response.
-    pub records_key: &'static str,
+    pub records: Records,
     /// Output column names.
     pub primary_key: &'static [&'static str],
+    /// The instant column that bookmarks and Parquet partitions follow, if the rows have one.
+    pub cursor_field: Option<&'static str>,
     pub token: TokenKind,
-    pub replication: Replication,
+    pub kind: Kind,
     pub partition: Partition,
-    pub paging: OffsetPaging,
+    /// Extra query parameters sent on every call.
+    pub params: &'static [(&'static str, &'static str)],
+    /// Synced when no catalog is given (message_events costs a request per message).
+    pub default_selected: bool,
     /// The JSON Schema file (schemas/<name>.json).
     pub schema_json: &'static str,
     pub description: &'static str,
 }
 
-const POSTMARK_PAGING: OffsetPaging = OffsetPaging {
-    max_page_size: 500,
-    max_reach: 10_000,
-};
+macro_rules! schema_file {
+    ($name:literal) => {
+        include_str!(concat!("../../schemas/", $name, ".json"))
+    };
+}
 
-/// Every stream postmark-elt knows.
-pub static STREAMS: &[StreamDef] = &[StreamDef {
-    name: "messages_outbound",
-    path: "/messages/outbound",
-    records_key: "Messages",
-    primary_key: &["message_id"],
-    token: TokenKind::Server,
-    replication: Replication::DateWindows {
-        cursor_field: "received_at",
-        from_param: "fromdate",
-        to_param: "todate",
+const fn stats(name: &'static str, path: &'static str, shape: StatsShape, key: &'static [&'static str], schema_json: &'static str, description: &'static str) -> StreamDef {
+    StreamDef {
+        name,
+        path,
+        records: Records::Under("Days"),
+        primary_key: key,
+        cursor_field: None,
+        token: TokenKind::Server,
+        kind: Kind::DailyStats(shape),
+        partition: OUTBOUND,
+        params: &[],
+        default_selected: true,
+        schema_json,
+        description,
+    }
+}
+
+const DAY_KEY: &[&str] = &["server_id", "message_stream", "date"];
+const DAY_NAME_KEY: &[&str] = &["server_id", "message_stream", "date", "name"];
+
+const fn full_table(name: &'static str, path: &'static str, records: Records, key: &'static [&'static str], token: TokenKind, paged: bool, partition: Partition, schema_json: &'static str, description: &'static str) -> StreamDef {
+    StreamDef {
+        name,
+        path,
+        records,
+        primary_key: key,
+        cursor_field: None,
+        token,
+        kind: Kind::FullTable { paged },
+        partition,
+        params: &[],
+        default_selected: true,
+        schema_json,
+        description,
+    }
+}
+
+/// Every stream postmark-elt knows, in sync order.
+pub static STREAMS: &[StreamDef] = &[
+    StreamDef {
+        name: "messages_outbound",
+        path: "/messages/outbound",
+        records: Records::Under("Messages"),
+        primary_key: &["message_id"],
+        cursor_field: Some("received_at"),
+        token: TokenKind::Server,
+        kind: Kind::DateWindows,
+        partition: OUTBOUND,
+        params: &[],
+        default_selected: true,
+        schema_json: schema_file!("messages_outbound"),
+        description: "Outbound messages, one row per message, from GET /messages/outbound.",
     },
-    partition: Partition::MessageStreams {
-        types: &["Transactional", "Broadcasts"],
-        param: "messagestream",
+    StreamDef {
+        name: "messages_opens",
+        path: "/messages/outbound/opens",
+        records: Records::Under("Opens"),
+        primary_key: &["message_id", "recipient", "received_at"],
+        cursor_field: Some("received_at"),
+        token: TokenKind::Server,
+        kind: Kind::EventFeed {
+            per_message_path: "/messages/outbound/opens/{id}",
+            tracked_by: "track_opens",
+        },
+        partition: OUTBOUND,
+        params: &[],
+        default_selected: true,
+        schema_json: schema_file!("messages_opens"),
+        description: "Open events (one per open and recipient), from GET /messages/outbound/opens.",
     },
-    paging: POSTMARK_PAGING,
-    schema_json: include_str!("../../schemas/messages_outbound.json"),
-    description: "Outbound messages, one row per message, from GET /messages/outbound.",
-}];
+    StreamDef {
+        name: "messages_clicks",
+        path: "/messages/outbound/clicks",
+        records: Records::Under("Clicks"),
+        primary_key: &["message_id", "recipient", "original_link", "received_at"],
+        cursor_field: Some("received_at"),
+        token: TokenKind::Server,
+        kind: Kind::EventFeed {
+            per_message_path: "/messages/outbound/clicks/{id}",
+            tracked_by: "track_links",
+        },
+        partition: OUTBOUND,
+        params: &[],
+        default_selected: true,
+        schema_json: schema_file!("messages_clicks"),
+        description: "Link click events, from GET /messages/outbound/clicks.",
+    },
+    StreamDef {
+        name: "bounces",
+        path: "/bounces",
+        records: Records::Under("Bounces"),
+        primary_key: &["id"],
+        cursor_field: Some("bounced_at"),
+        token: TokenKind::Server,
+        kind: Kind::DateWindows,
+        partition: OUTBOUND,
+        params: &[],
+        default_selected: true,
+        schema_json: schema_file!("bounces"),
+        description: "Bounces and spam complaints, from GET /bounces.",
+    },
+    StreamDef {
+        name: "messages_inbound",
+        path: "/messages/inbound",
+        records: Records::Under("InboundMessages"),
+        primary_key: &["message_id"],
+        cursor_field: None,
+        token: TokenKind::Server,
+        kind: Kind::DateWindows,
+        // Every status, not only the default `processed`.
+        partition: Partition::Values {
+            param: "status",
+            values: &["processed", "blocked", "failed", "queued", "scheduled"],
+        },
+        params: &[],
+        default_selected: true,
+        schema_json: schema_file!("messages_inbound"),
+        description: "Inbound messages, from GET /messages/inbound.",
+    },
+    StreamDef {
+        name: "message_events",
+        path: "/messages/outbound/{id}/details",
+        records: Records::Under("MessageEvents"),
+        primary_key: &["message_id", "recipient", "type", "received_at"],
+        cursor_field: Some("received_at"),
+        token: TokenKind::Server,
+        kind: Kind::MessageDetails,
+        partition: OUTBOUND,
+        params: &[],
+        default_selected: false,
+        schema_json: schema_file!("message_events"),
+        description: "Delivery timeline of each message (Delivered, Bounced, Opened, LinkClicked, ...), from GET /messages/outbound/{id}/details; one request per message, so off unless selected.",
+    },
+    stats("stats_outbound_overview", "/stats/outbound", StatsShape::OverviewPerDay, DAY_KEY, schema_file!("stats_outbound_overview"), "Daily overview stats (sent, bounced, opens, clicks, rates), from GET /stats/outbound asked day by day."),
+    stats("stats_outbound_sends", "/stats/outbound/sends", StatsShape::Daily(&["Sent"]), DAY_KEY, schema_file!("stats_outbound_sends"), "Sent counts per day (one per recipient), from GET /stats/outbound/sends."),
+    stats("stats_outbound_bounces", "/stats/outbound/bounces", StatsShape::Daily(&["HardBounce", "SoftBounce", "SMTPApiError", "Transient"]), DAY_KEY, schema_file!("stats_outbound_bounces"), "Bounce counts per day and type, from GET /stats/outbound/bounces."),
+    stats("stats_outbound_spam", "/stats/outbound/spam", StatsShape::Daily(&["SpamComplaint"]), DAY_KEY, schema_file!("stats_outbound_spam"), "Spam complaints per day, from GET /stats/outbound/spam."),
+    stats("stats_outbound_tracked", "/stats/outbound/tracked", StatsShape::Daily(&["Tracked"]), DAY_KEY, schema_file!("stats_outbound_tracked"), "Tracked emails per day, from GET /stats/outbound/tracked."),
+    stats("stats_outbound_opens", "/stats/outbound/opens", StatsShape::Daily(&["Opens", "Unique"]), DAY_KEY, schema_file!("stats_outbound_opens"), "Opens and unique opens per day, from GET /stats/outbound/opens."),
+    stats("stats_outbound_platforms", "/stats/outbound/opens/platforms", StatsShape::Daily(&["Desktop", "Mobile", "WebMail", "Unknown"]), DAY_KEY, schema_file!("stats_outbound_platforms"), "Opens per day by platform, from GET /stats/outbound/opens/platforms."),
+    stats("stats_outbound_clients", "/stats/outbound/opens/emailclients", StatsShape::LongByName, DAY_NAME_KEY, schema_file!("stats_outbound_clients"), "Opens per day by email client (long form: date, name, count), from GET /stats/outbound/opens/emailclients."),
+    stats("stats_outbound_clicks", "/stats/outbound/clicks", StatsShape::Daily(&["Clicks", "Unique"]), DAY_KEY, schema_file!("stats_outbound_clicks"), "Clicks and unique clicks per day, from GET /stats/outbound/clicks."),
+    stats("stats_outbound_browser_families", "/stats/outbound/clicks/browserfamilies", StatsShape::LongByName, DAY_NAME_KEY, schema_file!("stats_outbound_browser_families"), "Clicks per day by browser family (long form), from GET /stats/outbound/clicks/browserfamilies."),
+    stats("stats_outbound_click_platforms", "/stats/outbound/clicks/platforms", StatsShape::Daily(&["Desktop", "Mobile", "Unknown"]), DAY_KEY, schema_file!("stats_outbound_click_platforms"), "Clicks per day by platform, from GET /stats/outbound/clicks/platforms."),
+    stats("stats_outbound_click_locations", "/stats/outbound/clicks/location", StatsShape::Daily(&["HTML", "Text"]), DAY_KEY, schema_file!("stats_outbound_click_locations"), "Clicks per day by location in the message (HTML or text), from GET /stats/outbound/clicks/location."),
+    full_table("delivery_stats", "/deliverystats", Records::Under("Bounces"), &["server_id", "name"], TokenKind::Server, false, Partition::None, schema_file!("delivery_stats"), "Current bounce counts by type and the number of inactive addresses, from GET /deliverystats."),
+    full_table("message_streams", "/message-streams", Records::Under("MessageStreams"), &["server_id", "id"], TokenKind::Server, false, Partition::None, schema_file!("message_streams"), "Message streams of the server (archived ones included), from GET /message-streams."),
+    full_table("suppressions", "/message-streams/{stream}/suppressions/dump", Records::Under("Suppressions"), &["server_id", "message_stream", "email_address"], TokenKind::Server, false, Partition::MessageStreams { types: OUTBOUND_TYPES, param: None }, schema_file!("suppressions"), "Suppressed recipients per message stream, from GET /message-streams/{stream}/suppressions/dump."),
+    full_table("templates", "/templates", Records::Under("Templates"), &["server_id", "template_id"], TokenKind::Server, true, Partition::None, schema_file!("templates"), "Templates and layouts, from GET /templates."),
+    full_table("server", "/server", Records::Whole, &["id"], TokenKind::Server, false, Partition::None, schema_file!("server"), "The server's settings (without its API tokens), from GET /server."),
+    full_table("webhooks", "/webhooks", Records::Under("Webhooks"), &["server_id", "id"], TokenKind::Server, false, Partition::None, schema_file!("webhooks"), "Webhook configurations (without credentials or header values), from GET /webhooks."),
+    full_table("servers", "/servers", Records::Under("Servers"), &["id"], TokenKind::Account, true, Partition::None, schema_file!("servers"), "Servers of the account (without API tokens), from GET /servers; needs account_token."),
+    full_table("domains", "/domains", Records::Under("Domains"), &["id"], TokenKind::Account, true, Partition::None, schema_file!("domains"), "Sending domains of the account, from GET /domains; needs account_token."),
+    full_table("sender_signatures", "/senders", Records::Under("SenderSignatures"), &["id"], TokenKind::Account, true, Partition::None, schema_file!("sender_signatures"), "Sender signatures of the account, from GET /senders; needs account_token."),
+];
 
 impl StreamDef {
     pub fn schema(&self) -> Result<StreamSchema, SchemaError> {
         StreamSchema::from_json_schema(self.name, self.schema_json)
     }
 
-    pub fn cursor_field(&self) -> &'static str {
-        match self.replication {
-            Replication::DateWindows { cursor_field, .. } => cursor_field,
+    /// The bookmark's key name: the cursor column, or `date` for stats.
+    pub fn replication_key(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::DailyStats(_) => Some("date"),
+            Kind::FullTable { .. } => None,
+            _ => self.cursor_field,
         }
+    }
+
+    pub fn is_incremental(&self) -> bool {
+        !matches!(self.kind, Kind::FullTable { .. })
     }
 }
 
@@ -103,17 +284,36 @@ pub fn find(name: &str) -> Option<&'static StreamDef> {
 mod tests {
     use super::*;
 
-    /// Every declared stream has a valid schema holding its keys and cursor.
+    /// Every declared stream has a valid schema holding its keys and cursor; names are unique.
     #[test]
     fn declarations_are_consistent() {
+        let mut names = std::collections::HashSet::new();
         for def in STREAMS {
-            let schema = def.schema().unwrap();
+            assert!(names.insert(def.name), "{} declared twice", def.name);
+            let schema = def.schema().unwrap_or_else(|e| panic!("{}: {e}", def.name));
             for key in def.primary_key {
-                let f = schema.field(key).unwrap_or_else(|| panic!("{}: no key column {key}", def.name));
-                assert!(!f.nullable, "{}: key {key} must not be nullable", def.name);
+                assert!(schema.field(key).is_some(), "{}: no key column {key}", def.name);
             }
-            assert!(schema.field(def.cursor_field()).is_some(), "{}", def.name);
-            assert!(def.paging.max_page_size <= 500);
+            if let Some(cursor) = def.cursor_field {
+                assert!(schema.field(cursor).is_some(), "{}: no cursor column {cursor}", def.name);
+            }
+            if let Kind::DailyStats(StatsShape::Daily(keys)) = def.kind {
+                for k in keys {
+                    let col = crate::schema::snake_case(k);
+                    assert!(schema.field(&col).is_some(), "{}: no column for stats key {k}", def.name);
+                }
+            }
+        }
+    }
+
+    /// Secrets are not part of any schema: API tokens, webhook passwords and header values.
+    #[test]
+    fn no_schema_holds_secrets() {
+        for def in STREAMS {
+            let text = def.schema_json;
+            for secret in ["ApiTokens", "Password", "\"Value\""] {
+                assert!(!text.contains(secret), "{} schema names {secret}", def.name);
+            }
         }
     }
 }

@@ -1,68 +1,86 @@
-//! The sync loop shared by every windowed stream:
-//! windows -> pages -> typed batches -> sink, with the bookmark committed together with the data.
+//! The sync loops, one per [`Kind`], shared by every stream of that kind.
 //!
-//! Postmark lists newest first and refuses `count + offset > 10,000`. A window is read only when
-//! its `TotalCount` fits under that reach; otherwise it is split (recursively, down to one second)
-//! before any of its rows are used. A window is committed only when every row its `TotalCount`
-//! promised has arrived, so a shifted page can never leave a silent gap.
+//! Postmark lists newest first and refuses `count + offset > 10,000`. A date window is read only
+//! when its `TotalCount` fits under that reach; otherwise it is split (recursively, down to one
+//! second) before any of its rows are used. A window is committed only when every row its
+//! `TotalCount` promised has arrived, so a shifted page can never leave a silent gap. Bookmarks
+//! move only when the sink commits the rows they cover.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow::row::{RowConverter, SortField};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::America::New_York;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
-use crate::client::{BodyError, ClientError, PostmarkClient, TokenKind};
-use crate::config::Config;
+use crate::client::{Auth, BodyError, ClientError, PostmarkClient, TokenKind};
+use crate::config::{Config, ServerSelection};
 use crate::schema::SchemaError;
-use crate::sinks::{SinkHandle, StreamInfo};
+use crate::secret::Secret;
+use crate::sinks::{LoadMode, SinkHandle, StreamInfo};
 use crate::state::State;
-use crate::streams::extract::{Page, PageDecoder};
+use crate::streams::extract::{Page, PageDecoder, Scope, string_column};
 use crate::streams::window::{CannotSplit, Window};
-use crate::streams::{Partition, Replication, StreamDef};
+use crate::streams::{Kind, MAX_PAGE_SIZE, MAX_REACH, Partition, StatsShape, StreamDef};
 
 /// Attempts at reading a window whose pages disagree with its TotalCount.
 const WINDOW_ATTEMPTS: u32 = 3;
+/// Partition label of streams that are not split by message stream.
+const NO_PARTITION: &str = "default";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("stream `{stream}`, message stream `{partition}`, window {window}: {source}")]
+    #[error("stream `{stream}`, {at}: {source}")]
     Request {
         stream: &'static str,
-        partition: String,
-        window: String,
+        /// Where: server, message stream, window.
+        at: String,
         #[source]
         source: ClientError,
     },
-    #[error("listing message streams: {0}")]
-    MessageStreams(#[source] ClientError),
+    #[error("listing {what}: {source}")]
+    Listing {
+        what: &'static str,
+        #[source]
+        source: ClientError,
+    },
     #[error(
-        "stream `{stream}`, message stream `{partition}`: {total} records in {source}, more than Postmark's API can page (10,000 per query); \
-         rows before this window were loaded and the bookmark stops here; contact Postmark support or narrow the data with filters"
+        "stream `{stream}`, {at}: {total} records in {source}, more than Postmark's API can page (10,000 per query); \
+         rows before this point were loaded and the bookmark stops here"
     )]
     TooDense {
         stream: &'static str,
-        partition: String,
+        at: String,
         total: u64,
         #[source]
         source: CannotSplit,
     },
+    #[error("stream `{stream}`, {at}: {total} records, more than Postmark's API can page (10,000); nothing of this stream was replaced")]
+    TooManyRows { stream: &'static str, at: String, total: u64 },
     #[error(
-        "stream `{stream}`, message stream `{partition}`, window {window}: the API reported {total} records but {seen} distinct ones arrived, \
+        "stream `{stream}`, {at}: the API reported {total} records but {seen} distinct ones arrived, \
          {WINDOW_ATTEMPTS} times; nothing from this window was committed, run the sync again"
     )]
     Unstable {
         stream: &'static str,
-        partition: String,
-        window: String,
+        at: String,
         total: u64,
         seen: u64,
     },
-    #[error("message stream `{wanted}` from config `message_streams` is not on this server (it has: {available}); fix the list or remove it")]
-    UnknownMessageStream { wanted: String, available: String },
+    #[error("message stream `{wanted}` from config `message_streams` is not on server {server} (it has: {available}); fix the list or remove it")]
+    UnknownMessageStream {
+        wanted: String,
+        server: String,
+        available: String,
+    },
+    #[error("config `servers` names {wanted}, which the account does not have (it has: {available})")]
+    UnknownServer { wanted: String, available: String },
+    #[error("server `{0}` has no API token in the account API's answer; create one in Postmark")]
+    ServerWithoutToken(String),
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error("the destination stopped while stream `{0}` was being written")]
@@ -72,7 +90,7 @@ pub enum SyncError {
 impl SyncError {
     pub fn is_auth(&self) -> bool {
         match self {
-            SyncError::Request { source, .. } | SyncError::MessageStreams(source) => source.is_auth(),
+            SyncError::Request { source, .. } | SyncError::Listing { source, .. } => source.is_auth(),
             _ => false,
         }
     }
@@ -82,12 +100,23 @@ impl SyncError {
 #[derive(Debug, Clone)]
 pub struct PartitionReport {
     pub stream: &'static str,
+    pub server: Option<i64>,
     pub partition: String,
     pub records: u64,
     pub windows: u64,
     pub splits: u64,
     pub bookmark_before: Option<DateTime<Utc>>,
     pub bookmark_after: Option<DateTime<Utc>>,
+    /// Anything the operator should know (a fallback used, a stream skipped).
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct MessageStreamItem {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "MessageStreamType")]
+    kind: String,
 }
 
 #[derive(Deserialize)]
@@ -97,16 +126,106 @@ struct MessageStreamList {
 }
 
 #[derive(Deserialize)]
-struct MessageStreamItem {
+struct ServerItem {
     #[serde(rename = "ID")]
-    id: String,
-    #[serde(rename = "MessageStreamType")]
-    kind: String,
+    id: i64,
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "ApiTokens", default)]
+    api_tokens: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ServerList {
+    #[serde(rename = "TotalCount")]
+    total: u64,
+    #[serde(rename = "Servers")]
+    servers: Vec<ServerItem>,
+}
+
+/// A server to sync and the token that reads it.
+pub struct ServerScope {
+    pub id: Option<i64>,
+    pub name: String,
+    token: Secret,
+    /// Reached through the account API: bookmarks are keyed by server too.
+    via_account: bool,
+}
+
+/// One call family within a server: a message stream, a status, or nothing.
+#[derive(Debug, Clone)]
+struct PartitionValue {
+    /// Message stream ID for the scope column.
+    message_stream: Option<String>,
+    /// Query parameter to send.
+    param: Option<(&'static str, String)>,
+    /// Replaces `{stream}` in the path.
+    path_stream: Option<String>,
+    label: String,
 }
 
 enum WindowRead {
     Split(u64),
     Complete { batches: Vec<RecordBatch>, rows: u64 },
+}
+
+/// Everything a stream's loop needs to know about where it is.
+struct Ctx<'c> {
+    def: &'static StreamDef,
+    decoder: &'c PageDecoder,
+    server: &'c ServerScope,
+    partition: &'c PartitionValue,
+    scope: Scope,
+    state_key: String,
+}
+
+impl Ctx<'_> {
+    fn auth(&self) -> Auth<'_> {
+        match self.def.token {
+            TokenKind::Server => Auth::Server(&self.server.token),
+            TokenKind::Account => Auth::Account,
+        }
+    }
+
+    fn at(&self, window: Option<Window>) -> String {
+        let mut at = String::new();
+        if self.server.via_account {
+            at.push_str(&format!("server `{}`, ", self.server.name));
+        }
+        match (&self.partition.message_stream, &self.partition.param) {
+            (Some(ms), _) => at.push_str(&format!("message stream `{ms}`")),
+            (None, Some((k, v))) => at.push_str(&format!("{k} `{v}`")),
+            (None, None) => at.push_str("all rows"),
+        }
+        if let Some(w) = window {
+            at.push_str(&format!(", window {}", window_label(w)));
+        }
+        at
+    }
+
+    fn path(&self, id: Option<&str>) -> String {
+        let mut path = self.def.path.to_string();
+        if let Some(s) = &self.partition.path_stream {
+            path = path.replace("{stream}", &urlencode(s));
+        }
+        if let Some(id) = id {
+            path = path.replace("{id}", &urlencode(id));
+        }
+        path
+    }
+
+    fn query(&self, extra: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+        let mut q = extra;
+        if let Some((k, v)) = &self.partition.param {
+            q.push((k, v.clone()));
+        }
+        q.extend(self.def.params.iter().map(|(k, v)| (*k, v.to_string())));
+        q
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 pub struct Extractor<'a> {
@@ -116,7 +235,8 @@ pub struct Extractor<'a> {
     pub state: State,
     /// Start of this run: windows never reach past it, and rows carry it as `_synced_at`.
     pub now: DateTime<Utc>,
-    message_streams: Option<Vec<MessageStreamItem>>,
+    servers: Option<Vec<ServerScope>>,
+    message_streams: HashMap<Option<i64>, Vec<MessageStreamItem>>,
 }
 
 impl<'a> Extractor<'a> {
@@ -127,55 +247,227 @@ impl<'a> Extractor<'a> {
             sink,
             state,
             now,
-            message_streams: None,
+            servers: None,
+            message_streams: HashMap::new(),
         }
     }
 
-    /// Syncs one stream, every partition, and returns what it did.
+    fn end(&self) -> DateTime<Utc> {
+        self.config.end_or(self.now)
+    }
+
+    /// Syncs one stream for every server and partition, and returns what it did.
     pub async fn sync_stream(&mut self, def: &'static StreamDef) -> Result<Vec<PartitionReport>, SyncError> {
         let schema = def.schema()?;
-        let decoder = PageDecoder::new(&schema, def.records_key, self.now);
+        let decoder = PageDecoder::new(&schema, def.records, self.now);
         let info = StreamInfo {
             name: def.name.to_string(),
             arrow: decoder.output_schema(),
             schema,
             primary_key: def.primary_key.iter().map(|k| k.to_string()).collect(),
-            cursor_field: Some(def.cursor_field().to_string()),
+            cursor_field: def.cursor_field.map(str::to_string),
+            mode: if def.is_incremental() { LoadMode::Merge } else { LoadMode::Replace },
         };
+        if def.token == TokenKind::Account && self.config.account_token.is_none() {
+            return Ok(vec![PartitionReport {
+                note: Some("skipped: needs account_token".to_string()),
+                ..empty_report(def, None, NO_PARTITION)
+            }]);
+        }
         self.sink.begin_stream(info).await.map_err(|()| SyncError::SinkStopped(def.name))?;
+        if def.token == TokenKind::Account {
+            let account = ServerScope {
+                id: None,
+                name: "account".to_string(),
+                token: Secret::new(""),
+                via_account: false,
+            };
+            return self.sync_server(def, &decoder, &account).await;
+        }
+        let servers = self.take_servers().await?;
         let mut reports = Vec::new();
-        for partition in self.partitions(def).await? {
-            reports.push(self.sync_partition(def, &decoder, &partition).await?);
+        let mut failure = None;
+        for server in &servers {
+            match self.sync_server(def, &decoder, server).await {
+                Ok(r) => reports.extend(r),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        self.servers = Some(servers);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(reports),
+        }
+    }
+
+    async fn sync_server(&mut self, def: &'static StreamDef, decoder: &PageDecoder, server: &ServerScope) -> Result<Vec<PartitionReport>, SyncError> {
+        let partitions = self.partitions(def, server).await?;
+        let mut reports = Vec::new();
+        if let Kind::FullTable { paged } = def.kind {
+            reports.push(self.full_table(def, decoder, server, &partitions, paged).await?);
+            return Ok(reports);
+        }
+        for partition in &partitions {
+            let ctx = Ctx {
+                def,
+                decoder,
+                server,
+                partition,
+                scope: Scope {
+                    server_id: server.id,
+                    message_stream: partition.message_stream.clone(),
+                },
+                state_key: match server.id {
+                    Some(id) if server.via_account => format!("{id}/{}", partition.label),
+                    _ => partition.label.clone(),
+                },
+            };
+            let report = match def.kind {
+                Kind::DateWindows => self.date_windows(&ctx).await?,
+                Kind::EventFeed { per_message_path, tracked_by } => self.event_feed(&ctx, per_message_path, tracked_by).await?,
+                Kind::DailyStats(shape) => self.daily_stats(&ctx, shape).await?,
+                Kind::MessageDetails => self.message_details(&ctx).await?,
+                Kind::FullTable { .. } => unreachable!("handled above"),
+            };
+            reports.push(report);
         }
         Ok(reports)
     }
 
-    async fn partitions(&mut self, def: &StreamDef) -> Result<Vec<String>, SyncError> {
-        let Partition::MessageStreams { types, .. } = def.partition;
-        if self.message_streams.is_none() {
+    /// The servers to sync: the token's own server, or those `servers` picks via the account.
+    async fn take_servers(&mut self) -> Result<Vec<ServerScope>, SyncError> {
+        if let Some(s) = self.servers.take() {
+            return Ok(s);
+        }
+        match (&self.config.servers, &self.config.server_token) {
+            (Some(selection), _) => self.account_servers(selection).await,
+            (None, Some(token)) => {
+                #[derive(Deserialize)]
+                struct Server {
+                    #[serde(rename = "ID")]
+                    id: i64,
+                    #[serde(rename = "Name")]
+                    name: String,
+                }
+                let server: Server = self
+                    .client
+                    .get(Auth::Server(token), "/server", &[], |b| serde_json::from_slice(b).map_err(|e| BodyError::Malformed(e.to_string())))
+                    .await
+                    .map_err(|source| SyncError::Listing { what: "the server (GET /server)", source })?;
+                Ok(vec![ServerScope {
+                    id: Some(server.id),
+                    name: server.name,
+                    token: token.clone(),
+                    via_account: false,
+                }])
+            }
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+
+    async fn account_servers(&self, selection: &ServerSelection) -> Result<Vec<ServerScope>, SyncError> {
+        let mut all: Vec<ServerItem> = Vec::new();
+        loop {
+            let offset = all.len() as u64;
+            let page: ServerList = self
+                .client
+                .get(Auth::Account, "/servers", &[("count", MAX_PAGE_SIZE.to_string()), ("offset", offset.to_string())], |b| {
+                    serde_json::from_slice(b).map_err(|e| BodyError::Malformed(e.to_string()))
+                })
+                .await
+                .map_err(|source| SyncError::Listing { what: "servers (GET /servers)", source })?;
+            let got = page.servers.len();
+            all.extend(page.servers);
+            if got == 0 || all.len() as u64 >= page.total || all.len() as u64 + MAX_PAGE_SIZE > MAX_REACH {
+                break;
+            }
+        }
+        let wanted: Vec<ServerItem> = match selection {
+            ServerSelection::All => all,
+            ServerSelection::Listed(names) => {
+                let mut picked = Vec::new();
+                for name in names {
+                    let pos = all.iter().position(|s| s.id.to_string() == *name || s.name.eq_ignore_ascii_case(name));
+                    match pos {
+                        Some(p) => picked.push(all.swap_remove(p)),
+                        None if picked.iter().any(|s: &ServerItem| s.id.to_string() == *name || s.name.eq_ignore_ascii_case(name)) => {}
+                        None => {
+                            return Err(SyncError::UnknownServer {
+                                wanted: format!("`{name}`"),
+                                available: all.iter().chain(picked.iter()).map(|s| format!("{} ({})", s.name, s.id)).collect::<Vec<_>>().join(", "),
+                            });
+                        }
+                    }
+                }
+                picked
+            }
+        };
+        wanted
+            .into_iter()
+            .map(|s| match s.api_tokens.into_iter().next() {
+                Some(t) => Ok(ServerScope {
+                    id: Some(s.id),
+                    name: s.name,
+                    token: Secret::new(t),
+                    via_account: true,
+                }),
+                None => Err(SyncError::ServerWithoutToken(s.name)),
+            })
+            .collect()
+    }
+
+    async fn partitions(&mut self, def: &StreamDef, server: &ServerScope) -> Result<Vec<PartitionValue>, SyncError> {
+        let (types, param) = match def.partition {
+            Partition::None => {
+                return Ok(vec![PartitionValue {
+                    message_stream: None,
+                    param: None,
+                    path_stream: None,
+                    label: NO_PARTITION.to_string(),
+                }]);
+            }
+            Partition::Values { param, values } => {
+                return Ok(values
+                    .iter()
+                    .map(|v| PartitionValue {
+                        message_stream: None,
+                        param: Some((param, v.to_string())),
+                        path_stream: None,
+                        label: v.to_string(),
+                    })
+                    .collect());
+            }
+            Partition::MessageStreams { types, param } => (types, param),
+        };
+        if !self.message_streams.contains_key(&server.id) {
             let list = self
                 .client
                 .get(
-                    TokenKind::Server,
+                    Auth::Server(&server.token),
                     "/message-streams",
                     &[("MessageStreamType", "All".to_string()), ("IncludeArchivedStreams", "true".to_string())],
-                    |body| {
-                        serde_json::from_slice::<MessageStreamList>(body)
-                            .map_err(|e| BodyError::Malformed(e.to_string()))
-                    },
+                    |body| serde_json::from_slice::<MessageStreamList>(body).map_err(|e| BodyError::Malformed(e.to_string())),
                 )
                 .await
-                .map_err(SyncError::MessageStreams)?;
-            self.message_streams = Some(list.message_streams);
+                .map_err(|source| SyncError::Listing { what: "message streams (GET /message-streams)", source })?;
+            self.message_streams.insert(server.id, list.message_streams);
         }
-        let all = self.message_streams.as_deref().unwrap_or_default();
+        let all = self.message_streams.get(&server.id).map(Vec::as_slice).unwrap_or_default();
         if let Some(wanted) = &self.config.message_streams {
-            for w in wanted {
-                if !all.iter().any(|s| s.id.eq_ignore_ascii_case(w)) {
-                    return Err(SyncError::UnknownMessageStream {
-                        wanted: w.clone(),
-                        available: all.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "),
-                    });
+            // Through the account, servers differ; a listed stream must exist on at least the
+            // token's own server.
+            if !server.via_account {
+                for w in wanted {
+                    if !all.iter().any(|s| s.id.eq_ignore_ascii_case(w)) {
+                        return Err(SyncError::UnknownMessageStream {
+                            wanted: w.clone(),
+                            server: server.name.clone(),
+                            available: all.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "),
+                        });
+                    }
                 }
             }
         }
@@ -188,58 +480,66 @@ impl<'a> Extractor<'a> {
                     .as_ref()
                     .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(&s.id)))
             })
-            .map(|s| s.id.clone())
+            .map(|s| PartitionValue {
+                message_stream: Some(s.id.clone()),
+                param: param.map(|p| (p, s.id.clone())),
+                path_stream: param.is_none().then(|| s.id.clone()),
+                label: s.id.clone(),
+            })
             .collect())
     }
 
-    async fn sync_partition(&mut self, def: &'static StreamDef, decoder: &PageDecoder, partition: &str) -> Result<PartitionReport, SyncError> {
-        let cursor = def.cursor_field();
-        let before = self.state.bookmark(def.name, partition).map(|b| b.replication_key_value);
-        let start = before.map_or(self.config.start, |b| (b - self.config.overlap).max(self.config.start));
-        let end = self.config.end_or(self.now);
-        let mut report = PartitionReport {
-            stream: def.name,
-            partition: partition.to_string(),
-            records: 0,
-            windows: 0,
-            splits: 0,
+    fn report(&self, ctx: &Ctx<'_>) -> PartitionReport {
+        let before = self.state.bookmark(ctx.def.name, &ctx.state_key).map(|b| b.replication_key_value);
+        PartitionReport {
             bookmark_before: before,
             bookmark_after: before,
-        };
+            ..empty_report(ctx.def, ctx.server.id, &ctx.partition.label)
+        }
+    }
+
+    async fn write(&self, def: &'static StreamDef, batches: Vec<RecordBatch>) -> Result<(), SyncError> {
+        for batch in batches {
+            self.sink.write(def.name, batch).await.map_err(|()| SyncError::SinkStopped(def.name))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the bookmark (if any) and commits it with the rows written before.
+    async fn commit(&mut self, ctx: &Ctx<'_>, bookmark: Option<DateTime<Utc>>) -> Result<(), SyncError> {
+        if let (Some(key), Some(value)) = (ctx.def.replication_key(), bookmark) {
+            self.state.advance(ctx.def.name, &ctx.state_key, key, value);
+        }
+        self.sink
+            .commit(self.state.clone())
+            .await
+            .map_err(|()| SyncError::SinkStopped(ctx.def.name))
+    }
+
+    // ---- DateWindows ------------------------------------------------------------------------
+
+    async fn date_windows(&mut self, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
+        let mut report = self.report(ctx);
+        let start = report
+            .bookmark_before
+            .map_or(self.config.start, |b| (b - self.config.overlap).max(self.config.start));
+        let end = self.end();
         if start >= end {
             return Ok(report);
         }
-        tracing::info!(stream = def.name, partition, from = %start, to = %end, "Syncing.");
-        // Oldest first, so each commit can move the bookmark forward.
+        tracing::info!(stream = ctx.def.name, partition = %ctx.state_key, from = %start, to = %end, "Syncing.");
         let mut pending = vec![Window::covering(start, end)];
+        // Oldest first, so each commit can move the bookmark forward.
         while let Some(window) = pending.pop() {
-            match self.read_window(def, decoder, partition, window).await? {
+            match self.read_window(ctx, window).await? {
                 WindowRead::Split(total) => {
-                    let target = def.paging.max_reach * 3 / 4;
-                    let parts = total.div_ceil(target).clamp(2, 1_000) as u32;
-                    let subs = window.split(parts).map_err(|source| SyncError::TooDense {
-                        stream: def.name,
-                        partition: partition.to_string(),
-                        total,
-                        source,
-                    })?;
-                    tracing::debug!(stream = def.name, partition, total, parts = subs.len(), "Window above the offset limit; split.");
+                    pending.extend(split(ctx, window, total)?.into_iter().rev());
                     report.splits += 1;
-                    pending.extend(subs.into_iter().rev());
                 }
                 WindowRead::Complete { batches, rows } => {
-                    for batch in batches {
-                        self.sink
-                            .write(def.name, batch)
-                            .await
-                            .map_err(|()| SyncError::SinkStopped(def.name))?;
-                    }
+                    self.write(ctx.def, batches).await?;
                     let bookmark = window.to.min(end);
-                    self.state.advance(def.name, partition, cursor, bookmark);
-                    self.sink
-                        .commit(self.state.clone())
-                        .await
-                        .map_err(|()| SyncError::SinkStopped(def.name))?;
+                    self.commit(ctx, Some(bookmark)).await?;
                     report.records += rows;
                     report.windows += 1;
                     report.bookmark_after = Some(bookmark);
@@ -249,34 +549,31 @@ impl<'a> Extractor<'a> {
         Ok(report)
     }
 
-    async fn read_window(&self, def: &'static StreamDef, decoder: &PageDecoder, partition: &str, window: Window) -> Result<WindowRead, SyncError> {
-        let page_size = u64::from(self.config.page_size.min(def.paging.max_page_size));
-        let reach = def.paging.max_reach;
-        let mut seen = 0;
-        let mut total = 0;
+    async fn read_window(&self, ctx: &Ctx<'_>, window: Window) -> Result<WindowRead, SyncError> {
+        let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
+        let (mut seen, mut total) = (0, 0);
         for attempt in 1..=WINDOW_ATTEMPTS {
-            let first = self.fetch(def, decoder, partition, window, 0, page_size.min(reach)).await?;
+            let first = self.fetch_window_page(ctx, window, 0, page_size).await?;
             total = first.total.unwrap_or(first.batch.num_rows() as u64);
-            if total > reach {
+            if total > MAX_REACH {
                 return Ok(WindowRead::Split(total));
             }
             let offsets: Vec<u64> = (page_size..total).step_by(page_size as usize).collect();
             let rest: Vec<Page> = stream::iter(offsets)
-                .map(|offset| self.fetch(def, decoder, partition, window, offset, page_size.min(reach - offset)))
+                .map(|offset| self.fetch_window_page(ctx, window, offset, page_size.min(MAX_REACH - offset)))
                 .buffered(self.config.max_concurrency)
                 .try_collect()
                 .await?;
             let pages: Vec<Page> = std::iter::once(first).chain(rest).collect();
             let stable = pages.iter().all(|p| p.total.is_none_or(|t| t == total));
             let batches: Vec<RecordBatch> = pages.into_iter().map(|p| p.batch).collect();
-            seen = distinct_keys(&batches, def.primary_key);
+            seen = distinct_keys(&batches, ctx.def.primary_key);
             if stable && seen >= total {
                 return Ok(WindowRead::Complete { rows: seen, batches });
             }
             tracing::warn!(
-                stream = def.name,
-                partition,
-                window = %window_label(window),
+                stream = ctx.def.name,
+                at = %ctx.at(Some(window)),
                 total,
                 seen,
                 attempt,
@@ -284,40 +581,511 @@ impl<'a> Extractor<'a> {
             );
         }
         Err(SyncError::Unstable {
-            stream: def.name,
-            partition: partition.to_string(),
-            window: window_label(window),
+            stream: ctx.def.name,
+            at: ctx.at(Some(window)),
             total,
             seen,
         })
     }
 
-    async fn fetch(&self, def: &'static StreamDef, decoder: &PageDecoder, partition: &str, window: Window, offset: u64, count: u64) -> Result<Page, SyncError> {
-        let Replication::DateWindows { from_param, to_param, .. } = def.replication;
-        let Partition::MessageStreams { param, .. } = def.partition;
+    async fn fetch_window_page(&self, ctx: &Ctx<'_>, window: Window, offset: u64, count: u64) -> Result<Page, SyncError> {
         let (from, to) = window.query_bounds();
-        let query = [
+        let query = ctx.query(vec![
             ("count", count.to_string()),
             ("offset", offset.to_string()),
-            (from_param, from),
-            (to_param, to),
-            (param, partition.to_string()),
-        ];
+            ("fromdate", from),
+            ("todate", to),
+        ]);
+        self.get_page(ctx, &ctx.path(None), &query, Some(window)).await
+    }
+
+    async fn get_page(&self, ctx: &Ctx<'_>, path: &str, query: &[(&'static str, String)], window: Option<Window>) -> Result<Page, SyncError> {
         self.client
-            .get(def.token, def.path, &query, |body| decoder.decode(body))
+            .get(ctx.auth(), path, query, |body| ctx.decoder.decode(body, &ctx.scope))
             .await
             .map_err(|source| SyncError::Request {
-                stream: def.name,
-                partition: partition.to_string(),
-                window: window_label(window),
+                stream: ctx.def.name,
+                at: ctx.at(window),
                 source,
             })
     }
+
+    // ---- EventFeed --------------------------------------------------------------------------
+
+    async fn event_feed(&mut self, ctx: &Ctx<'_>, per_message_path: &'static str, tracked_by: &'static str) -> Result<PartitionReport, SyncError> {
+        let mut report = self.report(ctx);
+        let lookback = Duration::days(i64::from(self.config.lookback_days));
+        let cutoff = report.bookmark_before.map_or(self.config.start, |b| (b - lookback).max(self.config.start));
+        let cursor = ctx.def.cursor_field.unwrap_or("received_at");
+        let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
+        let mut batches = Vec::new();
+        let mut newest: Option<DateTime<Utc>> = None;
+        let mut oldest: Option<DateTime<Utc>> = None;
+        let mut offset = 0;
+        let mut overflow = false;
+        let mut total_unfiltered = 0;
+        // Newest first: events that arrive while paging push older ones to later offsets, so
+        // pages may repeat rows (merged on the key) but never skip one.
+        loop {
+            if offset + 1 > MAX_REACH {
+                overflow = true;
+                break;
+            }
+            let count = page_size.min(MAX_REACH - offset);
+            let query = ctx.query(vec![("count", count.to_string()), ("offset", offset.to_string())]);
+            let page = self.get_page(ctx, &ctx.path(None), &query, None).await?;
+            let rows = page.batch.num_rows() as u64;
+            let total = page.total.unwrap_or(offset + rows);
+            total_unfiltered = total;
+            let (lo, hi) = time_range(&page.batch, cursor);
+            newest = newest.max(hi);
+            oldest = match (oldest, lo) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            batches.push(page.batch);
+            if rows == 0 || offset + rows >= total || lo.is_some_and(|t| t < cutoff) {
+                break;
+            }
+            offset += rows;
+        }
+        report.records = batches.iter().map(|b| b.num_rows() as u64).sum();
+        report.windows = 1;
+        if overflow {
+            // The list cannot reach back to the cutoff. The rest, [cutoff, oldest seen], is read
+            // in date windows if the API honours them, else message by message.
+            let until = oldest.unwrap_or(self.now);
+            let note = if self.date_filters_work(ctx, cutoff, until, total_unfiltered).await? {
+                let (rows, windows, splits) = self.windows_into(ctx, cutoff, until, &mut batches).await?;
+                report.records += rows;
+                report.windows += windows;
+                report.splits += splits;
+                format!("the list reached Postmark's 10,000 offset limit at {}; the rest was read in {windows} date windows", until.to_rfc3339())
+            } else {
+                let (rows, messages) = self.events_per_message(ctx, per_message_path, tracked_by, cutoff, until, &mut batches).await?;
+                report.records += rows;
+                format!(
+                    "the list reached Postmark's 10,000 offset limit at {} and ignores date filters; read the events of {messages} messages sent since {} one by one",
+                    until.to_rfc3339(),
+                    (cutoff - lookback).to_rfc3339()
+                )
+            };
+            tracing::warn!(stream = ctx.def.name, at = %ctx.at(None), "{note}");
+            report.note = Some(note);
+        }
+        self.write(ctx.def, batches).await?;
+        let bookmark = newest.map(|n| n.min(self.now)).or(report.bookmark_before);
+        self.commit(ctx, bookmark).await?;
+        report.bookmark_after = bookmark;
+        Ok(report)
+    }
+
+    /// Whether the list honours `fromdate`/`todate` (undocumented for opens and clicks): a probe
+    /// over `[from, to]` must return fewer rows than the whole list and only rows inside the
+    /// window (give or take the hour the reference leaves open).
+    async fn date_filters_work(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, total_unfiltered: u64) -> Result<bool, SyncError> {
+        let probe = Window::covering(from, to);
+        let page = self.fetch_window_page(ctx, probe, 0, MAX_PAGE_SIZE).await?;
+        let total = page.total.unwrap_or(page.batch.num_rows() as u64);
+        let (lo, hi) = time_range(&page.batch, ctx.def.cursor_field.unwrap_or("received_at"));
+        let slack = Duration::hours(1) + Duration::seconds(1);
+        let inside = lo.is_none_or(|t| t >= probe.from - slack) && hi.is_none_or(|t| t <= probe.to + slack);
+        Ok(inside && total < total_unfiltered)
+    }
+
+    /// Reads `[from, to]` in split date windows into `batches`. Returns (rows, windows, splits).
+    async fn windows_into(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, batches: &mut Vec<RecordBatch>) -> Result<(u64, u64, u64), SyncError> {
+        let (mut rows, mut windows, mut splits) = (0, 0, 0);
+        let mut pending = vec![Window::covering(from, to)];
+        while let Some(window) = pending.pop() {
+            match self.read_window(ctx, window).await? {
+                WindowRead::Split(total) => {
+                    pending.extend(split(ctx, window, total)?.into_iter().rev());
+                    splits += 1;
+                }
+                WindowRead::Complete { batches: got, rows: n } => {
+                    batches.extend(got);
+                    rows += n;
+                    windows += 1;
+                }
+            }
+        }
+        Ok((rows, windows, splits))
+    }
+
+    /// Reads the events of every message sent in `[cutoff - lookback, until]` that can have
+    /// them (its `tracked_by` column) through the per-message endpoint. Returns (events, messages).
+    async fn events_per_message(
+        &self,
+        ctx: &Ctx<'_>,
+        per_message_path: &'static str,
+        tracked_by: &'static str,
+        cutoff: DateTime<Utc>,
+        until: DateTime<Utc>,
+        batches: &mut Vec<RecordBatch>,
+    ) -> Result<(u64, u64), SyncError> {
+        let lookback = Duration::days(i64::from(self.config.lookback_days));
+        let ids = self.message_ids(ctx, cutoff - lookback, until, Some(tracked_by)).await?;
+        let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
+        let per_message: Vec<Vec<RecordBatch>> = stream::iter(ids.iter())
+            .map(|id| async move {
+                let path = per_message_path.replace("{id}", &urlencode(id));
+                let mut out = Vec::new();
+                let mut offset = 0;
+                loop {
+                    let query = vec![("count", page_size.to_string()), ("offset", offset.to_string())];
+                    let page = self.get_page(ctx, &path, &query, None).await?;
+                    let rows = page.batch.num_rows() as u64;
+                    let total = page.total.unwrap_or(rows);
+                    out.push(page.batch);
+                    offset += rows;
+                    if rows == 0 || offset >= total || offset + 1 > MAX_REACH {
+                        break;
+                    }
+                }
+                Ok::<_, SyncError>(out)
+            })
+            .buffered(self.config.max_concurrency)
+            .try_collect()
+            .await?;
+        let mut rows = 0;
+        for b in per_message.into_iter().flatten() {
+            rows += b.num_rows() as u64;
+            batches.push(b);
+        }
+        Ok((rows, ids.len() as u64))
+    }
+
+    /// IDs of the outbound messages of this partition received in `[from, to]`; with
+    /// `tracked_by`, only those whose column says tracking was on (true, or not "None").
+    async fn message_ids(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, tracked_by: Option<&str>) -> Result<Vec<String>, SyncError> {
+        let messages_def = crate::streams::find("messages_outbound").ok_or(SyncError::SinkStopped(ctx.def.name))?;
+        let schema = messages_def.schema()?;
+        let decoder = PageDecoder::new(&schema, messages_def.records, self.now);
+        let mctx = Ctx {
+            def: messages_def,
+            decoder: &decoder,
+            server: ctx.server,
+            partition: ctx.partition,
+            scope: ctx.scope.clone(),
+            state_key: ctx.state_key.clone(),
+        };
+        let mut ids = Vec::new();
+        let mut pending = vec![Window::covering(from.max(self.config.start - Duration::days(i64::from(self.config.lookback_days))), to)];
+        while let Some(window) = pending.pop() {
+            match self.read_window(&mctx, window).await? {
+                WindowRead::Split(total) => pending.extend(split(&mctx, window, total)?.into_iter().rev()),
+                WindowRead::Complete { batches, .. } => {
+                    for b in &batches {
+                        let Some(col) = string_column(b, "message_id") else { continue };
+                        let tracked = tracked_by.and_then(|c| b.column_by_name(c));
+                        for i in 0..b.num_rows() {
+                            if col.is_valid(i) && tracked.is_none_or(|t| is_tracked(t.as_ref(), i)) {
+                                ids.push(col.value(i).to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        Ok(ids)
+    }
+
+    // ---- MessageDetails ---------------------------------------------------------------------
+
+    async fn message_details(&mut self, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
+        let mut report = self.report(ctx);
+        let lookback = Duration::days(i64::from(self.config.lookback_days));
+        let start = report.bookmark_before.map_or(self.config.start, |b| (b - lookback).max(self.config.start));
+        let end = self.end();
+        if start >= end {
+            return Ok(report);
+        }
+        let ids = self.message_ids(ctx, start, end, None).await?;
+        let this = &*self;
+        let fetched: Vec<RecordBatch> = stream::iter(ids.iter())
+            .map(|id| async move {
+                let path = ctx.path(Some(id));
+                let id = id.clone();
+                this.client
+                    .get(ctx.auth(), &path, &[], |body| {
+                        let mut details: Map<String, Value> =
+                            serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
+                        let events = match details.remove("MessageEvents") {
+                            Some(Value::Array(events)) => events,
+                            _ => Vec::new(),
+                        };
+                        let records: Vec<Value> = events
+                            .into_iter()
+                            .map(|mut e| {
+                                if let Value::Object(m) = &mut e {
+                                    m.insert("MessageID".to_string(), Value::String(id.clone()));
+                                }
+                                e
+                            })
+                            .collect();
+                        ctx.decoder.decode_values(&records, &ctx.scope)
+                    })
+                    .await
+                    .map_err(|source| SyncError::Request {
+                        stream: ctx.def.name,
+                        at: ctx.at(None),
+                        source,
+                    })
+            })
+            .buffered(this.config.max_concurrency)
+            .try_collect()
+            .await?;
+        report.records = fetched.iter().map(|b| b.num_rows() as u64).sum();
+        report.windows = 1;
+        report.note = Some(format!("details of {} messages", ids.len()));
+        self.write(ctx.def, fetched).await?;
+        self.commit(ctx, Some(end)).await?;
+        report.bookmark_after = Some(end);
+        Ok(report)
+    }
+
+    // ---- DailyStats -------------------------------------------------------------------------
+
+    async fn daily_stats(&mut self, ctx: &Ctx<'_>, shape: StatsShape) -> Result<PartitionReport, SyncError> {
+        let mut report = self.report(ctx);
+        let first_day = eastern_date(self.config.start);
+        let from = report
+            .bookmark_before
+            .map_or(first_day, |b| eastern_date(b) - Duration::days(i64::from(self.config.lookback_days)))
+            .max(first_day);
+        let to = eastern_date(self.end());
+        if from > to {
+            return Ok(report);
+        }
+        let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+        let records: Vec<Value> = match shape {
+            StatsShape::OverviewPerDay => {
+                let this = &*self;
+                let per_day: Vec<Value> = stream::iter(days.iter())
+                    .map(|day| async move {
+                        let d = day.format("%Y-%m-%d").to_string();
+                        let body = this.stats_request(ctx, &d, &d).await?;
+                        let mut record = match body {
+                            Value::Object(m) => m,
+                            _ => Map::new(),
+                        };
+                        record.insert("Date".to_string(), Value::String(d));
+                        Ok::<_, SyncError>(Value::Object(record))
+                    })
+                    .buffered(this.config.max_concurrency)
+                    .try_collect()
+                    .await?;
+                let schema = ctx.def.schema()?;
+                per_day.into_iter().map(|r| zero_fill(r, &schema)).collect()
+            }
+            StatsShape::Daily(keys) => {
+                let body = self.stats_request(ctx, &from.to_string(), &to.to_string()).await?;
+                let by_day = days_by_date(&body);
+                days.iter()
+                    .map(|d| {
+                        let entry = by_day.get(&d.to_string());
+                        let mut record = Map::new();
+                        record.insert("Date".to_string(), json!(d.to_string()));
+                        for k in keys {
+                            let v = entry.and_then(|e| e.get(*k)).and_then(Value::as_i64).unwrap_or(0);
+                            record.insert((*k).to_string(), json!(v));
+                        }
+                        Value::Object(record)
+                    })
+                    .collect()
+            }
+            StatsShape::LongByName => {
+                let body = self.stats_request(ctx, &from.to_string(), &to.to_string()).await?;
+                let mut out = Vec::new();
+                for (date, entry) in days_by_date(&body) {
+                    for (name, count) in entry.iter().filter(|(k, _)| k.as_str() != "Date") {
+                        out.push(json!({"Date": date, "Name": name, "Count": count.as_i64().unwrap_or(0)}));
+                    }
+                }
+                out
+            }
+        };
+        let batch = ctx.decoder.decode_values(&records, &ctx.scope).map_err(|e| SyncError::Request {
+            stream: ctx.def.name,
+            at: ctx.at(None),
+            source: ClientError::Data {
+                request: format!("GET {}", ctx.path(None)),
+                message: match e {
+                    BodyError::Data(m) | BodyError::Malformed(m) => m,
+                },
+            },
+        })?;
+        report.records = batch.num_rows() as u64;
+        report.windows = 1;
+        self.write(ctx.def, vec![batch]).await?;
+        let bookmark = New_York
+            .from_local_datetime(&to.and_hms_opt(0, 0, 0).unwrap_or_default())
+            .earliest()
+            .map(|t| t.with_timezone(&Utc));
+        self.commit(ctx, bookmark).await?;
+        report.bookmark_after = bookmark.or(report.bookmark_before);
+        Ok(report)
+    }
+
+    async fn stats_request(&self, ctx: &Ctx<'_>, from: &str, to: &str) -> Result<Value, SyncError> {
+        let query = ctx.query(vec![("fromdate", from.to_string()), ("todate", to.to_string())]);
+        self.client
+            .get(ctx.auth(), &ctx.path(None), &query, |b| serde_json::from_slice::<Value>(b).map_err(|e| BodyError::Malformed(e.to_string())))
+            .await
+            .map_err(|source| SyncError::Request {
+                stream: ctx.def.name,
+                at: ctx.at(None),
+                source,
+            })
+    }
+
+    // ---- FullTable --------------------------------------------------------------------------
+
+    async fn full_table(&mut self, def: &'static StreamDef, decoder: &PageDecoder, server: &ServerScope, partitions: &[PartitionValue], paged: bool) -> Result<PartitionReport, SyncError> {
+        let mut batches = Vec::new();
+        let label = if partitions.len() == 1 { partitions[0].label.clone() } else { "all".to_string() };
+        let mut report = empty_report(def, server.id, &label);
+        for partition in partitions {
+            let ctx = Ctx {
+                def,
+                decoder,
+                server,
+                partition,
+                scope: Scope {
+                    server_id: server.id,
+                    message_stream: partition.message_stream.clone(),
+                },
+                state_key: partition.label.clone(),
+            };
+            if !paged {
+                batches.push(self.get_page(&ctx, &ctx.path(None), &ctx.query(Vec::new()), None).await?.batch);
+                continue;
+            }
+            let first = self.get_page(&ctx, &ctx.path(None), &ctx.query(vec![("count", MAX_PAGE_SIZE.to_string()), ("offset", "0".to_string())]), None).await?;
+            let total = first.total.unwrap_or(first.batch.num_rows() as u64);
+            if total > MAX_REACH {
+                return Err(SyncError::TooManyRows { stream: def.name, at: ctx.at(None), total });
+            }
+            let offsets: Vec<u64> = (MAX_PAGE_SIZE..total).step_by(MAX_PAGE_SIZE as usize).collect();
+            let this = &*self;
+            let rest: Vec<Page> = stream::iter(offsets)
+                .map(|offset| {
+                    let query = ctx.query(vec![("count", MAX_PAGE_SIZE.min(MAX_REACH - offset).to_string()), ("offset", offset.to_string())]);
+                    let ctx = &ctx;
+                    async move { this.get_page(ctx, &ctx.path(None), &query, None).await }
+                })
+                .buffered(this.config.max_concurrency)
+                .try_collect()
+                .await?;
+            batches.push(first.batch);
+            batches.extend(rest.into_iter().map(|p| p.batch));
+        }
+        report.records = batches.iter().map(|b| b.num_rows() as u64).sum();
+        report.windows = 1;
+        // Replace this server's rows (or all rows, for account-level streams) in one commit.
+        self.sink
+            .replace(def.name, server.id)
+            .await
+            .map_err(|()| SyncError::SinkStopped(def.name))?;
+        self.write(def, batches).await?;
+        self.sink
+            .commit(self.state.clone())
+            .await
+            .map_err(|()| SyncError::SinkStopped(def.name))?;
+        Ok(report)
+    }
+}
+
+fn empty_report(def: &'static StreamDef, server: Option<i64>, partition: &str) -> PartitionReport {
+    PartitionReport {
+        stream: def.name,
+        server,
+        partition: partition.to_string(),
+        records: 0,
+        windows: 0,
+        splits: 0,
+        bookmark_before: None,
+        bookmark_after: None,
+        note: None,
+    }
+}
+
+fn split(ctx: &Ctx<'_>, window: Window, total: u64) -> Result<Vec<Window>, SyncError> {
+    // Aim at three quarters of the reach, so uneven traffic rarely needs a second split.
+    let parts = total.div_ceil(MAX_REACH * 3 / 4).clamp(2, 1_000) as u32;
+    let subs = window.split(parts).map_err(|source| SyncError::TooDense {
+        stream: ctx.def.name,
+        at: ctx.at(None),
+        total,
+        source,
+    })?;
+    tracing::debug!(stream = ctx.def.name, total, parts = subs.len(), "Window above the offset limit; split.");
+    Ok(subs)
+}
+
+fn eastern_date(t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&New_York).date_naive()
+}
+
+/// `Days` entries of a stats response, by date.
+fn days_by_date(body: &Value) -> BTreeMap<String, Map<String, Value>> {
+    body.get("Days")
+        .and_then(Value::as_array)
+        .map(|days| {
+            days.iter()
+                .filter_map(|d| {
+                    let m = d.as_object()?;
+                    let date = m.get("Date")?.as_str()?.get(..10)?.to_string();
+                    Some((date, m.clone()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Missing counters are zero: the stats API omits zero values.
+fn zero_fill(record: Value, schema: &crate::schema::StreamSchema) -> Value {
+    let Value::Object(mut m) = record else { return record };
+    for f in &schema.fields {
+        if let (Some(src), crate::schema::FieldType::Integer | crate::schema::FieldType::Number) = (&f.source, &f.ty) {
+            m.entry(src.clone()).or_insert(json!(0));
+        }
+    }
+    Value::Object(m)
 }
 
 fn window_label(w: Window) -> String {
     let (from, to) = w.query_bounds();
     format!("{from}..{to} US-Eastern")
+}
+
+/// Whether row `i` of a tracking column (`track_opens` true, `track_links` not "None") was tracked.
+fn is_tracked(column: &dyn Array, i: usize) -> bool {
+    if column.is_null(i) {
+        return true;
+    }
+    if let Some(b) = column.as_any().downcast_ref::<arrow::array::BooleanArray>() {
+        return b.value(i);
+    }
+    if let Some(s) = column.as_any().downcast_ref::<arrow::array::StringArray>() {
+        return !s.value(i).eq_ignore_ascii_case("none");
+    }
+    true
+}
+
+/// The earliest and latest instants of a timestamp column.
+fn time_range(batch: &RecordBatch, column: &str) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let Some(col) = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+    else {
+        return (None, None);
+    };
+    let to_time = |v: Option<i64>| v.and_then(DateTime::from_timestamp_micros);
+    (to_time(arrow::compute::min(col)), to_time(arrow::compute::max(col)))
 }
 
 /// Number of distinct primary keys across batches.

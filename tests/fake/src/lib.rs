@@ -23,10 +23,11 @@ use chrono::{DateTime, Duration as ChronoDuration, LocalResult, NaiveDate, Naive
 use chrono_tz::America::New_York;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 pub mod generate;
+mod routes;
+mod stats;
 
 pub const MAX_COUNT: u64 = 500;
 pub const MAX_REACH: u64 = 10_000;
@@ -43,6 +44,48 @@ pub struct Message {
     pub subject: String,
     pub track_opens: bool,
     pub metadata: Vec<(String, String)>,
+}
+
+/// An open (`is_click == false`) or a click event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub message_id: String,
+    pub stream: String,
+    pub recipient: String,
+    pub received_at: DateTime<Utc>,
+    pub tag: Option<String>,
+    pub platform: String,
+    /// Email client (opens) or browser (clicks) family.
+    pub client_family: String,
+    pub read_seconds: i64,
+    pub first_open: bool,
+    pub is_click: bool,
+    pub link: String,
+    /// `HTML` or `Text`.
+    pub location: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bounce {
+    pub id: i64,
+    pub message_id: String,
+    pub stream: String,
+    pub kind: String,
+    pub type_code: i64,
+    pub email: String,
+    pub bounced_at: DateTime<Utc>,
+    pub tag: Option<String>,
+    pub inactive: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+    pub from: String,
+    pub subject: String,
+    /// `Processed`, `Blocked`, ...
+    pub status: String,
 }
 
 #[derive(Debug, Clone)]
@@ -76,7 +119,9 @@ pub struct RecordedRequest {
     pub path: String,
     /// Query parameters with lowercased names, in order.
     pub query: Vec<(String, String)>,
+    /// The request carried the server token of one of the fake's servers.
     pub server_token_ok: bool,
+    pub account_token_ok: bool,
     pub accept: Option<String>,
     pub accept_encoding: Option<String>,
     pub status: u16,
@@ -95,8 +140,12 @@ impl RecordedRequest {
 pub struct FakeConfig {
     pub server_token: String,
     pub server_name: String,
+    pub account_token: String,
     pub retention_days: i64,
     pub latency: Duration,
+    /// Whether the opens/clicks lists honour `fromdate`/`todate` (undocumented; postmark-python
+    /// sends them). Both behaviours are tested.
+    pub event_date_filters: bool,
 }
 
 impl Default for FakeConfig {
@@ -104,31 +153,87 @@ impl Default for FakeConfig {
         FakeConfig {
             server_token: "fake-server-token-0000".to_string(),
             server_name: "Fake Shop Production".to_string(),
+            account_token: "fake-account-token-0000".to_string(),
             retention_days: 45,
             latency: Duration::ZERO,
+            event_date_filters: true,
         }
     }
 }
 
+/// The data of one server.
 #[derive(Default)]
-struct Inner {
-    streams: Vec<MessageStream>,
-    /// Per message stream, sorted newest first.
-    messages: BTreeMap<String, Vec<Message>>,
-    faults: VecDeque<(String, Fault)>,
-    requests: Vec<RecordedRequest>,
-    log_requests: bool,
+pub(crate) struct Data {
+    pub(crate) streams: Vec<MessageStream>,
+    /// Per message stream, newest first.
+    pub(crate) messages: BTreeMap<String, Vec<Message>>,
+    /// Opens and clicks, newest first.
+    pub(crate) opens: Vec<Event>,
+    pub(crate) clicks: Vec<Event>,
+    pub(crate) bounces: Vec<Bounce>,
+    pub(crate) inbound: Vec<Inbound>,
 }
 
-struct Shared {
-    config: FakeConfig,
-    inner: Mutex<Inner>,
+impl Data {
+    fn sort(&mut self) {
+        for list in self.messages.values_mut() {
+            list.sort_by(|a, b| b.received_at.cmp(&a.received_at).then_with(|| b.id.cmp(&a.id)));
+        }
+        let newest = |a: &Event, b: &Event| b.received_at.cmp(&a.received_at).then_with(|| b.message_id.cmp(&a.message_id));
+        self.opens.sort_by(newest);
+        self.clicks.sort_by(newest);
+        self.bounces.sort_by(|a, b| b.bounced_at.cmp(&a.bounced_at).then_with(|| b.id.cmp(&a.id)));
+        self.inbound.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+    }
+
+    pub(crate) fn message(&self, id: &str) -> Option<&Message> {
+        self.messages.values().flatten().find(|m| m.id == id)
+    }
+}
+
+pub(crate) struct Server {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) token: String,
+    pub(crate) data: Mutex<Data>,
+}
+
+impl Server {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Data> {
+        // A panicking test thread must not wedge the server for the others.
+        self.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    faults: VecDeque<(String, Fault)>,
+    requests: Vec<RecordedRequest>,
+    off: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: FakeConfig,
+    servers: Mutex<Vec<Arc<Server>>>,
+    log: Mutex<Log>,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking test thread must not wedge the server for the others.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn servers(&self) -> Vec<Arc<Server>> {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn server_by_token(&self, token: Option<&str>) -> Option<Arc<Server>> {
+        let token = token?;
+        self.servers().into_iter().find(|s| s.token == token)
+    }
+
+    pub(crate) fn cutoff(&self) -> DateTime<Utc> {
+        Utc::now() - ChronoDuration::days(self.config.retention_days)
     }
 }
 
@@ -149,19 +254,22 @@ pub fn default_streams() -> Vec<MessageStream> {
 }
 
 impl FakePostmark {
-    /// Starts on 127.0.0.1 with a free port, on its own thread and runtime.
+    /// Starts on 127.0.0.1 with a free port, on its own thread and runtime, with one server.
     pub fn start(config: FakeConfig, streams: Vec<MessageStream>, messages: Vec<Message>) -> FakePostmark {
         Self::start_on("127.0.0.1:0", config, streams, messages)
     }
 
     pub fn start_on(listen: &str, config: FakeConfig, streams: Vec<MessageStream>, messages: Vec<Message>) -> FakePostmark {
+        let first = Arc::new(Server {
+            id: 118822,
+            name: config.server_name.clone(),
+            token: config.server_token.clone(),
+            data: Mutex::new(Data { streams, ..Data::default() }),
+        });
         let shared = Arc::new(Shared {
             config,
-            inner: Mutex::new(Inner {
-                streams,
-                log_requests: true,
-                ..Inner::default()
-            }),
+            servers: Mutex::new(vec![first]),
+            log: Mutex::new(Log::default()),
         });
         let this_shared = shared.clone();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -208,50 +316,93 @@ impl FakePostmark {
         &self.shared.config.server_token
     }
 
-    /// Adds messages (kept newest first per stream).
+    pub fn account_token(&self) -> &str {
+        &self.shared.config.account_token
+    }
+
+    /// Adds another server (reached with the account token); returns its ID.
+    pub fn add_server(&self, name: &str, token: &str, streams: Vec<MessageStream>) -> i64 {
+        let mut servers = self.shared.servers.lock().unwrap_or_else(|p| p.into_inner());
+        let id = 118822 + servers.len() as i64;
+        servers.push(Arc::new(Server {
+            id,
+            name: name.to_string(),
+            token: token.to_string(),
+            data: Mutex::new(Data { streams, ..Data::default() }),
+        }));
+        id
+    }
+
+    fn server(&self, index: usize) -> Arc<Server> {
+        self.shared.servers()[index].clone()
+    }
+
+    /// Changes the data of server `index` (0 = the first) and keeps the lists newest first.
+    pub fn with_data(&self, index: usize, change: impl FnOnce(&mut DataMut<'_>)) {
+        let server = self.server(index);
+        let mut data = server.lock();
+        change(&mut DataMut(&mut data));
+        data.sort();
+    }
+
+    /// Adds messages to the first server.
     pub fn add_messages(&self, messages: Vec<Message>) {
-        let mut inner = self.shared.lock();
-        for m in messages {
-            inner.messages.entry(m.stream.clone()).or_default().push(m);
-        }
-        for list in inner.messages.values_mut() {
-            list.sort_by(|a, b| b.received_at.cmp(&a.received_at).then_with(|| b.id.cmp(&a.id)));
+        self.with_data(0, |d| d.add_messages(messages));
+    }
+
+    /// Derives opens, clicks and bounces from the first server's messages (see generate::events).
+    pub fn generate_events(&self, seed: u64) {
+        self.with_data(0, |d| {
+            let messages: Vec<Message> = d.0.messages.values().flatten().cloned().collect();
+            let (opens, clicks, bounces) = generate::events(seed, &messages);
+            d.0.opens.extend(opens);
+            d.0.clicks.extend(clicks);
+            d.0.bounces.extend(bounces);
+        });
+    }
+
+    /// What the API would return now (inside retention) from server `index`, for ground truth.
+    pub fn visible(&self, index: usize) -> Visible {
+        let cutoff = self.shared.cutoff();
+        let now = Utc::now();
+        let server = self.server(index);
+        let data = server.lock();
+        let keep = |t: &DateTime<Utc>| *t >= cutoff && *t <= now;
+        Visible {
+            server_id: server.id,
+            messages: data.messages.values().flatten().filter(|m| keep(&m.received_at)).cloned().collect(),
+            opens: data.opens.iter().filter(|e| keep(&e.received_at)).cloned().collect(),
+            clicks: data.clicks.iter().filter(|e| keep(&e.received_at)).cloned().collect(),
+            bounces: data.bounces.iter().filter(|b| keep(&b.bounced_at)).cloned().collect(),
+            inbound: data.inbound.iter().filter(|i| keep(&i.received_at)).cloned().collect(),
         }
     }
 
-    /// Every message the API would return now (inside retention), for ground truth.
+    /// Messages the API would return now from the first server.
     pub fn visible_messages(&self) -> Vec<Message> {
-        let cutoff = Utc::now() - ChronoDuration::days(self.shared.config.retention_days);
-        self.shared
-            .lock()
-            .messages
-            .values()
-            .flatten()
-            .filter(|m| m.received_at >= cutoff)
-            .cloned()
-            .collect()
+        self.visible(0).messages
     }
 
     /// Queues faults for the next requests whose lowercased `path?query` contains `matcher`
     /// ("" = any request), e.g. "/messages/outbound" or "messagestream=broadcast".
     pub fn push_faults(&self, matcher: &str, faults: impl IntoIterator<Item = Fault>) {
-        let mut inner = self.shared.lock();
+        let mut log = self.shared.log();
         for f in faults {
-            inner.faults.push_back((matcher.to_ascii_lowercase(), f));
+            log.faults.push_back((matcher.to_ascii_lowercase(), f));
         }
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.lock().requests.clone()
+        self.shared.log().requests.clone()
     }
 
     pub fn clear_requests(&self) {
-        self.shared.lock().requests.clear();
+        self.shared.log().requests.clear();
     }
 
     /// Turns the request log off (benchmarks with millions of requests).
     pub fn set_request_log(&self, on: bool) {
-        self.shared.lock().log_requests = on;
+        self.shared.log().off = !on;
     }
 
     /// Blocks until the server stops (for the standalone binary).
@@ -259,6 +410,40 @@ impl FakePostmark {
         if let Some(t) = self.thread.take() {
             t.join().ok();
         }
+    }
+}
+
+/// Ground truth: the records the API returns now.
+#[derive(Debug, Clone)]
+pub struct Visible {
+    pub server_id: i64,
+    pub messages: Vec<Message>,
+    pub opens: Vec<Event>,
+    pub clicks: Vec<Event>,
+    pub bounces: Vec<Bounce>,
+    pub inbound: Vec<Inbound>,
+}
+
+/// Write access to one server's data, for tests.
+pub struct DataMut<'a>(&'a mut Data);
+
+impl DataMut<'_> {
+    pub fn add_messages(&mut self, messages: Vec<Message>) {
+        for m in messages {
+            self.0.messages.entry(m.stream.clone()).or_default().push(m);
+        }
+    }
+    pub fn add_opens(&mut self, events: Vec<Event>) {
+        self.0.opens.extend(events);
+    }
+    pub fn add_clicks(&mut self, events: Vec<Event>) {
+        self.0.clicks.extend(events);
+    }
+    pub fn add_bounces(&mut self, bounces: Vec<Bounce>) {
+        self.0.bounces.extend(bounces);
+    }
+    pub fn add_inbound(&mut self, inbound: Vec<Inbound>) {
+        self.0.inbound.extend(inbound);
     }
 }
 
@@ -280,23 +465,23 @@ pub fn postmark_timestamp(t: DateTime<Utc>) -> String {
     format!("{}.{ticks:07}{}", local.format("%Y-%m-%dT%H:%M:%S"), local.format("%:z"))
 }
 
-fn api_error(status: StatusCode, code: i64, message: &str) -> Response {
+pub(crate) fn api_error(status: StatusCode, code: i64, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], json!({"ErrorCode": code, "Message": message}).to_string()).into_response()
 }
 
-fn json_response(body: String) -> Response {
+pub(crate) fn json_response(body: String) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response()
 }
 
 #[derive(Clone, Copy)]
-enum Bound {
+pub(crate) enum Bound {
     From,
     To,
 }
 
 /// Reads a Postmark date filter as New York wall-clock time, choosing the least favourable
 /// instant where the reference leaves the reading open.
-fn parse_eastern(raw: &str, bound: Bound) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_eastern(raw: &str, bound: Bound) -> Option<DateTime<Utc>> {
     let naive = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S")
         .ok()
         .or_else(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
@@ -323,7 +508,7 @@ fn query_map(req: &Request) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -331,31 +516,35 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let path = req.uri().path().trim_end_matches('/').to_ascii_lowercase();
     let query = query_map(&req);
     let headers = req.headers().clone();
-    let token_ok = headers
-        .get("x-postmark-server-token")
+    let token_ok = shared
+        .server_by_token(headers.get("x-postmark-server-token").and_then(|v| v.to_str().ok()))
+        .is_some();
+    let account_ok = headers
+        .get("x-postmark-account-token")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == shared.config.server_token);
+        .is_some_and(|v| v == shared.config.account_token);
 
     let target = format!("{path}?{}", req.uri().query().unwrap_or_default()).to_ascii_lowercase();
     let fault = {
-        let mut inner = shared.lock();
-        let pos = inner.faults.iter().position(|(matcher, _)| target.contains(matcher.as_str()));
-        pos.and_then(|p| inner.faults.remove(p)).map(|(_, f)| f)
+        let mut log = shared.log();
+        let pos = log.faults.iter().position(|(matcher, _)| target.contains(matcher.as_str()));
+        pos.and_then(|p| log.faults.remove(p)).map(|(_, f)| f)
     };
     if !shared.config.latency.is_zero() {
         tokio::time::sleep(shared.config.latency).await;
     }
     let response = match fault {
         Some(f) => serve_fault(f, &shared, &path, &query, &headers, req.method()).await,
-        None => route(&shared, req.method(), &path, &query, &headers),
+        None => routes::route(&shared, req.method(), &path, &query, &headers),
     };
-    let mut inner = shared.lock();
-    if inner.log_requests {
-        inner.requests.push(RecordedRequest {
+    let mut log = shared.log();
+    if !log.off {
+        log.requests.push(RecordedRequest {
             method: req.method().to_string(),
             path: path.clone(),
             query,
             server_token_ok: token_ok,
+            account_token_ok: account_ok,
             accept: headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string),
             accept_encoding: headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string),
             status: response.status().as_u16(),
@@ -380,12 +569,12 @@ async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, St
         Fault::Status(503) => api_error(StatusCode::SERVICE_UNAVAILABLE, 100, "Maintenance."),
         Fault::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY).into_response(),
         Fault::TruncatedJson => {
-            let full = route(shared, method, path, query, headers);
+            let full = routes::route(shared, method, path, query, headers);
             let bytes = axum::body::to_bytes(full.into_body(), usize::MAX).await.unwrap_or_default();
             json_response(String::from_utf8_lossy(&bytes[..bytes.len() / 2]).into_owned())
         }
         Fault::ResetMidBody => {
-            let full = route(shared, method, path, query, headers);
+            let full = routes::route(shared, method, path, query, headers);
             let bytes = axum::body::to_bytes(full.into_body(), usize::MAX).await.unwrap_or_default();
             let half = bytes.slice(..bytes.len() / 2);
             let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
@@ -401,171 +590,9 @@ async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, St
         }
         Fault::Hang(d) => {
             tokio::time::sleep(d).await;
-            route(shared, method, path, query, headers)
+            routes::route(shared, method, path, query, headers)
         }
     }
-}
-
-fn route(shared: &Shared, method: &Method, path: &str, query: &[(String, String)], headers: &HeaderMap) -> Response {
-    if method != Method::GET {
-        return api_error(StatusCode::METHOD_NOT_ALLOWED, 0, "Only GET endpoints are faked.");
-    }
-    let token = headers.get("x-postmark-server-token").and_then(|v| v.to_str().ok());
-    if token != Some(shared.config.server_token.as_str()) {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            10,
-            "Request does not contain a valid Server token. Please see the API reference for more information.",
-        );
-    }
-    match path {
-        "/server" => json_response(
-            json!({
-                "ID": 118822, "Name": shared.config.server_name, "ApiTokens": [shared.config.server_token],
-                "Color": "Blue", "SmtpApiActivated": true, "RawEmailEnabled": false, "DeliveryType": "Live",
-                "InboundAddress": "abc123@inbound.postmarkapp.com", "TrackOpens": true, "TrackLinks": "None"
-            })
-            .to_string(),
-        ),
-        "/message-streams" => message_streams(shared, query),
-        "/messages/outbound" => outbound_messages(shared, query),
-        _ => api_error(StatusCode::NOT_FOUND, 0, "Not found (the fake does not serve this path)."),
-    }
-}
-
-fn message_streams(shared: &Shared, query: &[(String, String)]) -> Response {
-    let kind = get(query, "messagestreamtype").unwrap_or("All");
-    let archived = get(query, "includearchivedstreams").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let inner = shared.lock();
-    let items: Vec<Value> = inner
-        .streams
-        .iter()
-        .filter(|s| kind.eq_ignore_ascii_case("all") || s.kind.eq_ignore_ascii_case(kind))
-        .filter(|s| archived || !s.archived)
-        .map(|s| {
-            json!({
-                "ID": s.id, "ServerID": 118822, "Name": s.name, "Description": null,
-                "MessageStreamType": s.kind, "CreatedAt": "2024-11-02T10:00:00-04:00",
-                "UpdatedAt": null, "ArchivedAt": if s.archived { json!("2026-10-01T10:00:00-04:00") } else { Value::Null },
-                "SubscriptionManagementConfiguration": {"UnsubscribeHandlingType": "None"}
-            })
-        })
-        .collect();
-    json_response(json!({"MessageStreams": items, "TotalCount": items.len()}).to_string())
-}
-
-/// Validates `count`/`offset` as Postmark does: required, 1..=500, >= 0, sum <= 10,000.
-#[allow(clippy::result_large_err)] // the error is the HTTP response itself
-fn paging(query: &[(String, String)], error_code: i64) -> Result<(u64, u64), Response> {
-    let bad = |m: &str| api_error(StatusCode::UNPROCESSABLE_ENTITY, error_code, m);
-    let count: i64 = get(query, "count").and_then(|v| v.parse().ok()).ok_or_else(|| bad("The 'count' parameter is required and must be a number."))?;
-    let offset: i64 = get(query, "offset").and_then(|v| v.parse().ok()).ok_or_else(|| bad("The 'offset' parameter is required and must be a number."))?;
-    if !(1..=MAX_COUNT as i64).contains(&count) {
-        return Err(bad("Count must be between 1 and 500."));
-    }
-    if offset < 0 {
-        return Err(bad("Offset must not be negative."));
-    }
-    if (count + offset) as u64 > MAX_REACH {
-        return Err(bad("Count + Offset cannot exceed 10000 messages."));
-    }
-    Ok((count as u64, offset as u64))
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Address<'a> {
-    email: &'a str,
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct OutboundItem<'a> {
-    #[serde(rename = "Tag", skip_serializing_if = "Option::is_none")]
-    tag: Option<&'a str>,
-    #[serde(rename = "MessageID")]
-    message_id: &'a str,
-    #[serde(rename = "MessageStream")]
-    message_stream: &'a str,
-    #[serde(rename = "To")]
-    to: Vec<Address<'a>>,
-    #[serde(rename = "Cc")]
-    cc: [Address<'a>; 0],
-    #[serde(rename = "Bcc")]
-    bcc: [Address<'a>; 0],
-    #[serde(rename = "Recipients")]
-    recipients: Vec<&'a str>,
-    #[serde(rename = "ReceivedAt")]
-    received_at: String,
-    #[serde(rename = "From")]
-    from: &'a str,
-    #[serde(rename = "Subject")]
-    subject: &'a str,
-    #[serde(rename = "Attachments")]
-    attachments: [&'a str; 0],
-    #[serde(rename = "Status")]
-    status: &'a str,
-    #[serde(rename = "TrackOpens")]
-    track_opens: bool,
-    #[serde(rename = "TrackLinks")]
-    track_links: &'a str,
-    #[serde(rename = "Metadata")]
-    metadata: BTreeMap<&'a str, &'a str>,
-    #[serde(rename = "Sandboxed")]
-    sandboxed: bool,
-}
-
-fn outbound_messages(shared: &Shared, query: &[(String, String)]) -> Response {
-    let (count, offset) = match paging(query, 700) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let mut from = None;
-    let mut to = None;
-    for (name, bound, slot) in [("fromdate", Bound::From, &mut from), ("todate", Bound::To, &mut to)] {
-        if let Some(raw) = get(query, name) {
-            match parse_eastern(raw, bound) {
-                Some(t) => *slot = Some(t),
-                None => return api_error(StatusCode::UNPROCESSABLE_ENTITY, 700, &format!("The '{name}' parameter is not a valid date.")),
-            }
-        }
-    }
-    let stream = get(query, "messagestream").unwrap_or("outbound").to_ascii_lowercase();
-    let cutoff = Utc::now() - ChronoDuration::days(shared.config.retention_days);
-    let inner = shared.lock();
-    if !inner.streams.iter().any(|s| s.id.eq_ignore_ascii_case(&stream)) {
-        return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1226, "The message stream for the provided 'ID' was not found.");
-    }
-    let empty = Vec::new();
-    let all = inner.messages.get(&stream).unwrap_or(&empty);
-    // Newest first: find the slice [from, to] by binary search.
-    let upper = to.map_or(0, |t| all.partition_point(|m| m.received_at > t));
-    let lower_bound = from.map_or(cutoff, |f| f.max(cutoff));
-    let lower = all.partition_point(|m| m.received_at >= lower_bound);
-    let matching = if lower > upper { &all[upper..lower] } else { &all[0..0] };
-    let page = matching.iter().skip(offset as usize).take(count as usize);
-    let items: Vec<OutboundItem<'_>> = page
-        .map(|m| OutboundItem {
-            tag: m.tag.as_deref(),
-            message_id: &m.id,
-            message_stream: &m.stream,
-            to: m.to.iter().map(|(e, n)| Address { email: e, name: n }).collect(),
-            cc: [],
-            bcc: [],
-            recipients: m.to.iter().map(|(e, _)| e.as_str()).collect(),
-            received_at: postmark_timestamp(m.received_at),
-            from: "\"Shop\" <orders@shop.example>",
-            subject: &m.subject,
-            attachments: [],
-            status: "Sent",
-            track_opens: m.track_opens,
-            track_links: if m.track_opens { "HtmlAndText" } else { "None" },
-            metadata: m.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
-            sandboxed: false,
-        })
-        .collect();
-    let body = json!({"TotalCount": matching.len(), "Messages": items});
-    json_response(body.to_string())
 }
 
 /// A seeded random generator for reproducible data sets.

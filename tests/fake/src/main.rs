@@ -47,6 +47,9 @@ fn main() {
     }
     let total = messages.len();
     let fake = FakePostmark::start_on(&listen, config, default_streams(), messages);
+    fake.generate_events(seed);
+    let now = Utc::now();
+    fake.with_data(0, |d| d.add_inbound(generate::inbound(seed, now - chrono::Duration::days(days), now, (per_day / 20).max(1) * days as usize)));
     println!("fake Postmark on {} with {total} messages; server token: {}", fake.base_url(), fake.token());
     fake.wait();
 }
