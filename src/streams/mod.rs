@@ -101,42 +101,40 @@ macro_rules! schema_file {
     };
 }
 
-const fn stats(name: &'static str, path: &'static str, shape: StatsShape, key: &'static [&'static str], schema_json: &'static str, description: &'static str) -> StreamDef {
-    StreamDef {
-        name,
-        path,
-        records: Records::Under("Days"),
-        primary_key: key,
-        cursor_field: None,
-        token: TokenKind::Server,
-        kind: Kind::DailyStats(shape),
-        partition: OUTBOUND,
-        params: &[],
-        default_selected: true,
-        schema_json,
-        description,
-    }
-}
-
 const DAY_KEY: &[&str] = &["server_id", "message_stream", "date"];
 const DAY_NAME_KEY: &[&str] = &["server_id", "message_stream", "date", "name"];
 
-const fn full_table(name: &'static str, path: &'static str, records: Records, key: &'static [&'static str], token: TokenKind, paged: bool, partition: Partition, schema_json: &'static str, description: &'static str) -> StreamDef {
-    StreamDef {
-        name,
-        path,
-        records,
-        primary_key: key,
-        cursor_field: None,
-        token,
-        kind: Kind::FullTable { paged },
-        partition,
-        params: &[],
-        default_selected: true,
-        schema_json,
-        description,
-    }
-}
+/// Defaults of a daily stats stream; entries set name, path, shape, key, schema, description.
+const STATS: StreamDef = StreamDef {
+    name: "",
+    path: "",
+    records: Records::Under("Days"),
+    primary_key: DAY_KEY,
+    cursor_field: None,
+    token: TokenKind::Server,
+    kind: Kind::DailyStats(StatsShape::LongByName),
+    partition: OUTBOUND,
+    params: &[],
+    default_selected: true,
+    schema_json: "",
+    description: "",
+};
+
+/// Defaults of a full-table stream of one server.
+const FULL_TABLE: StreamDef = StreamDef {
+    kind: Kind::FullTable { paged: false },
+    partition: Partition::None,
+    records: Records::Whole,
+    ..STATS
+};
+
+/// Defaults of a full-table stream of the account.
+const ACCOUNT_TABLE: StreamDef = StreamDef {
+    token: TokenKind::Account,
+    kind: Kind::FullTable { paged: true },
+    primary_key: &["id"],
+    ..FULL_TABLE
+};
 
 /// Every stream postmark-elt knows, in sync order.
 pub static STREAMS: &[StreamDef] = &[
@@ -234,27 +232,184 @@ pub static STREAMS: &[StreamDef] = &[
         schema_json: schema_file!("message_events"),
         description: "Delivery timeline of each message (Delivered, Bounced, Opened, LinkClicked, ...), from GET /messages/outbound/{id}/details; one request per message, so off unless selected.",
     },
-    stats("stats_outbound_overview", "/stats/outbound", StatsShape::OverviewPerDay, DAY_KEY, schema_file!("stats_outbound_overview"), "Daily overview stats (sent, bounced, opens, clicks, rates), from GET /stats/outbound asked day by day."),
-    stats("stats_outbound_sends", "/stats/outbound/sends", StatsShape::Daily(&["Sent"]), DAY_KEY, schema_file!("stats_outbound_sends"), "Sent counts per day (one per recipient), from GET /stats/outbound/sends."),
-    stats("stats_outbound_bounces", "/stats/outbound/bounces", StatsShape::Daily(&["HardBounce", "SoftBounce", "SMTPApiError", "Transient"]), DAY_KEY, schema_file!("stats_outbound_bounces"), "Bounce counts per day and type, from GET /stats/outbound/bounces."),
-    stats("stats_outbound_spam", "/stats/outbound/spam", StatsShape::Daily(&["SpamComplaint"]), DAY_KEY, schema_file!("stats_outbound_spam"), "Spam complaints per day, from GET /stats/outbound/spam."),
-    stats("stats_outbound_tracked", "/stats/outbound/tracked", StatsShape::Daily(&["Tracked"]), DAY_KEY, schema_file!("stats_outbound_tracked"), "Tracked emails per day, from GET /stats/outbound/tracked."),
-    stats("stats_outbound_opens", "/stats/outbound/opens", StatsShape::Daily(&["Opens", "Unique"]), DAY_KEY, schema_file!("stats_outbound_opens"), "Opens and unique opens per day, from GET /stats/outbound/opens."),
-    stats("stats_outbound_platforms", "/stats/outbound/opens/platforms", StatsShape::Daily(&["Desktop", "Mobile", "WebMail", "Unknown"]), DAY_KEY, schema_file!("stats_outbound_platforms"), "Opens per day by platform, from GET /stats/outbound/opens/platforms."),
-    stats("stats_outbound_clients", "/stats/outbound/opens/emailclients", StatsShape::LongByName, DAY_NAME_KEY, schema_file!("stats_outbound_clients"), "Opens per day by email client (long form: date, name, count), from GET /stats/outbound/opens/emailclients."),
-    stats("stats_outbound_clicks", "/stats/outbound/clicks", StatsShape::Daily(&["Clicks", "Unique"]), DAY_KEY, schema_file!("stats_outbound_clicks"), "Clicks and unique clicks per day, from GET /stats/outbound/clicks."),
-    stats("stats_outbound_browser_families", "/stats/outbound/clicks/browserfamilies", StatsShape::LongByName, DAY_NAME_KEY, schema_file!("stats_outbound_browser_families"), "Clicks per day by browser family (long form), from GET /stats/outbound/clicks/browserfamilies."),
-    stats("stats_outbound_click_platforms", "/stats/outbound/clicks/platforms", StatsShape::Daily(&["Desktop", "Mobile", "Unknown"]), DAY_KEY, schema_file!("stats_outbound_click_platforms"), "Clicks per day by platform, from GET /stats/outbound/clicks/platforms."),
-    stats("stats_outbound_click_locations", "/stats/outbound/clicks/location", StatsShape::Daily(&["HTML", "Text"]), DAY_KEY, schema_file!("stats_outbound_click_locations"), "Clicks per day by location in the message (HTML or text), from GET /stats/outbound/clicks/location."),
-    full_table("delivery_stats", "/deliverystats", Records::Under("Bounces"), &["server_id", "name"], TokenKind::Server, false, Partition::None, schema_file!("delivery_stats"), "Current bounce counts by type and the number of inactive addresses, from GET /deliverystats."),
-    full_table("message_streams", "/message-streams", Records::Under("MessageStreams"), &["server_id", "id"], TokenKind::Server, false, Partition::None, schema_file!("message_streams"), "Message streams of the server (archived ones included), from GET /message-streams."),
-    full_table("suppressions", "/message-streams/{stream}/suppressions/dump", Records::Under("Suppressions"), &["server_id", "message_stream", "email_address"], TokenKind::Server, false, Partition::MessageStreams { types: OUTBOUND_TYPES, param: None }, schema_file!("suppressions"), "Suppressed recipients per message stream, from GET /message-streams/{stream}/suppressions/dump."),
-    full_table("templates", "/templates", Records::Under("Templates"), &["server_id", "template_id"], TokenKind::Server, true, Partition::None, schema_file!("templates"), "Templates and layouts, from GET /templates."),
-    full_table("server", "/server", Records::Whole, &["id"], TokenKind::Server, false, Partition::None, schema_file!("server"), "The server's settings (without its API tokens), from GET /server."),
-    full_table("webhooks", "/webhooks", Records::Under("Webhooks"), &["server_id", "id"], TokenKind::Server, false, Partition::None, schema_file!("webhooks"), "Webhook configurations (without credentials or header values), from GET /webhooks."),
-    full_table("servers", "/servers", Records::Under("Servers"), &["id"], TokenKind::Account, true, Partition::None, schema_file!("servers"), "Servers of the account (without API tokens), from GET /servers; needs account_token."),
-    full_table("domains", "/domains", Records::Under("Domains"), &["id"], TokenKind::Account, true, Partition::None, schema_file!("domains"), "Sending domains of the account, from GET /domains; needs account_token."),
-    full_table("sender_signatures", "/senders", Records::Under("SenderSignatures"), &["id"], TokenKind::Account, true, Partition::None, schema_file!("sender_signatures"), "Sender signatures of the account, from GET /senders; needs account_token."),
+    StreamDef {
+        name: "stats_outbound_overview",
+        path: "/stats/outbound",
+        kind: Kind::DailyStats(StatsShape::OverviewPerDay),
+        schema_json: schema_file!("stats_outbound_overview"),
+        description: "Daily overview stats (sent, bounced, opens, clicks, rates), from GET /stats/outbound asked day by day.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_sends",
+        path: "/stats/outbound/sends",
+        kind: Kind::DailyStats(StatsShape::Daily(&["Sent"])),
+        schema_json: schema_file!("stats_outbound_sends"),
+        description: "Sent counts per day (one per recipient), from GET /stats/outbound/sends.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_bounces",
+        path: "/stats/outbound/bounces",
+        kind: Kind::DailyStats(StatsShape::Daily(&["HardBounce", "SoftBounce", "SMTPApiError", "Transient"])),
+        schema_json: schema_file!("stats_outbound_bounces"),
+        description: "Bounce counts per day and type, from GET /stats/outbound/bounces.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_spam",
+        path: "/stats/outbound/spam",
+        kind: Kind::DailyStats(StatsShape::Daily(&["SpamComplaint"])),
+        schema_json: schema_file!("stats_outbound_spam"),
+        description: "Spam complaints per day, from GET /stats/outbound/spam.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_tracked",
+        path: "/stats/outbound/tracked",
+        kind: Kind::DailyStats(StatsShape::Daily(&["Tracked"])),
+        schema_json: schema_file!("stats_outbound_tracked"),
+        description: "Tracked emails per day, from GET /stats/outbound/tracked.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_opens",
+        path: "/stats/outbound/opens",
+        kind: Kind::DailyStats(StatsShape::Daily(&["Opens", "Unique"])),
+        schema_json: schema_file!("stats_outbound_opens"),
+        description: "Opens and unique opens per day, from GET /stats/outbound/opens.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_platforms",
+        path: "/stats/outbound/opens/platforms",
+        kind: Kind::DailyStats(StatsShape::Daily(&["Desktop", "Mobile", "WebMail", "Unknown"])),
+        schema_json: schema_file!("stats_outbound_platforms"),
+        description: "Opens per day by platform, from GET /stats/outbound/opens/platforms.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_clients",
+        path: "/stats/outbound/opens/emailclients",
+        kind: Kind::DailyStats(StatsShape::LongByName),
+        primary_key: DAY_NAME_KEY,
+        schema_json: schema_file!("stats_outbound_clients"),
+        description: "Opens per day by email client (long form: date, name, count), from GET /stats/outbound/opens/emailclients.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_clicks",
+        path: "/stats/outbound/clicks",
+        kind: Kind::DailyStats(StatsShape::Daily(&["Clicks", "Unique"])),
+        schema_json: schema_file!("stats_outbound_clicks"),
+        description: "Clicks and unique clicks per day, from GET /stats/outbound/clicks.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_browser_families",
+        path: "/stats/outbound/clicks/browserfamilies",
+        kind: Kind::DailyStats(StatsShape::LongByName),
+        primary_key: DAY_NAME_KEY,
+        schema_json: schema_file!("stats_outbound_browser_families"),
+        description: "Clicks per day by browser family (long form), from GET /stats/outbound/clicks/browserfamilies.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_click_platforms",
+        path: "/stats/outbound/clicks/platforms",
+        kind: Kind::DailyStats(StatsShape::Daily(&["Desktop", "Mobile", "Unknown"])),
+        schema_json: schema_file!("stats_outbound_click_platforms"),
+        description: "Clicks per day by platform, from GET /stats/outbound/clicks/platforms.",
+        ..STATS
+    },
+    StreamDef {
+        name: "stats_outbound_click_locations",
+        path: "/stats/outbound/clicks/location",
+        kind: Kind::DailyStats(StatsShape::Daily(&["HTML", "Text"])),
+        schema_json: schema_file!("stats_outbound_click_locations"),
+        description: "Clicks per day by location in the message (HTML or text), from GET /stats/outbound/clicks/location.",
+        ..STATS
+    },
+    StreamDef {
+        name: "delivery_stats",
+        path: "/deliverystats",
+        records: Records::Under("Bounces"),
+        primary_key: &["server_id", "name"],
+        schema_json: schema_file!("delivery_stats"),
+        description: "Current bounce counts by type and the number of inactive addresses, from GET /deliverystats.",
+        ..FULL_TABLE
+    },
+    StreamDef {
+        name: "message_streams",
+        path: "/message-streams",
+        records: Records::Under("MessageStreams"),
+        primary_key: &["server_id", "id"],
+        schema_json: schema_file!("message_streams"),
+        description: "Message streams of the server (archived ones included), from GET /message-streams.",
+        ..FULL_TABLE
+    },
+    StreamDef {
+        name: "suppressions",
+        path: "/message-streams/{stream}/suppressions/dump",
+        records: Records::Under("Suppressions"),
+        primary_key: &["server_id", "message_stream", "email_address"],
+        partition: Partition::MessageStreams { types: OUTBOUND_TYPES, param: None },
+        schema_json: schema_file!("suppressions"),
+        description: "Suppressed recipients per message stream, from GET /message-streams/{stream}/suppressions/dump.",
+        ..FULL_TABLE
+    },
+    StreamDef {
+        name: "templates",
+        path: "/templates",
+        records: Records::Under("Templates"),
+        primary_key: &["server_id", "template_id"],
+        kind: Kind::FullTable { paged: true },
+        schema_json: schema_file!("templates"),
+        description: "Templates and layouts, from GET /templates.",
+        ..FULL_TABLE
+    },
+    StreamDef {
+        name: "server",
+        path: "/server",
+        records: Records::Whole,
+        primary_key: &["id"],
+        schema_json: schema_file!("server"),
+        description: "The server's settings (without its API tokens), from GET /server.",
+        ..FULL_TABLE
+    },
+    StreamDef {
+        name: "webhooks",
+        path: "/webhooks",
+        records: Records::Under("Webhooks"),
+        primary_key: &["server_id", "id"],
+        schema_json: schema_file!("webhooks"),
+        description: "Webhook configurations (without credentials or header values), from GET /webhooks.",
+        ..FULL_TABLE
+    },
+    StreamDef {
+        name: "servers",
+        path: "/servers",
+        records: Records::Under("Servers"),
+        schema_json: schema_file!("servers"),
+        description: "Servers of the account (without API tokens), from GET /servers; needs account_token.",
+        ..ACCOUNT_TABLE
+    },
+    StreamDef {
+        name: "domains",
+        path: "/domains",
+        records: Records::Under("Domains"),
+        schema_json: schema_file!("domains"),
+        description: "Sending domains of the account, from GET /domains; needs account_token.",
+        ..ACCOUNT_TABLE
+    },
+    StreamDef {
+        name: "sender_signatures",
+        path: "/senders",
+        records: Records::Under("SenderSignatures"),
+        schema_json: schema_file!("sender_signatures"),
+        description: "Sender signatures of the account, from GET /senders; needs account_token.",
+        ..ACCOUNT_TABLE
+    },
 ];
 
 impl StreamDef {

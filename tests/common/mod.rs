@@ -121,3 +121,51 @@ pub fn duckdb_state(path: &Path) -> Value {
         .expect("state row");
     serde_json::from_str(&text).expect("state json")
 }
+
+/// Rows of a query, each row's columns joined with '|', as a set.
+pub fn rows(path: &Path, sql: &str) -> HashSet<String> {
+    let conn = duckdb::Connection::open(path).expect("open duckdb");
+    let mut stmt = conn.prepare(&format!("SELECT concat_ws('|', *COLUMNS(*)) FROM ({sql})")).expect("prepare");
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+pub fn scalar(path: &Path, sql: &str) -> i64 {
+    let conn = duckdb::Connection::open(path).expect("open duckdb");
+    conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Every value of every table rendered as text, to search for secrets.
+pub fn dump_all(path: &Path) -> String {
+    let conn = duckdb::Connection::open(path).expect("open duckdb");
+    let mut names = conn.prepare("SELECT table_name FROM information_schema.tables").expect("prepare");
+    let tables: Vec<String> = names.query_map([], |r| r.get(0)).expect("query").map(|r| r.expect("row")).collect();
+    let mut out = String::new();
+    for t in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).expect("prepare");
+        let batches: Vec<arrow::array::RecordBatch> = stmt.query_arrow([]).expect("query").collect();
+        out.push_str(&arrow::util::pretty::pretty_format_batches(&batches).expect("format").to_string());
+    }
+    out
+}
+
+/// The Eastern instant that starts `days_ago` days before today.
+pub fn eastern_days_ago(days_ago: i64) -> DateTime<Utc> {
+    let today = Utc::now().with_timezone(&chrono_tz::America::New_York).date_naive();
+    fake_postmark::generate::eastern_day(today - chrono::Duration::days(days_ago)).0
+}
+
+/// Set equality with a short message: sizes and a few differences each way.
+pub fn assert_same(loaded: &HashSet<String>, expected: &HashSet<String>, what: &str) {
+    if loaded != expected {
+        let missing: Vec<_> = expected.difference(loaded).take(3).collect();
+        let extra: Vec<_> = loaded.difference(expected).take(3).collect();
+        panic!(
+            "{what}: loaded {} rows, expected {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+            loaded.len(),
+            expected.len()
+        );
+    }
+}

@@ -27,6 +27,7 @@ use serde_json::json;
 
 pub mod generate;
 mod routes;
+pub use routes::{WEBHOOK_HEADER_VALUE, WEBHOOK_PASSWORD};
 mod stats;
 
 pub const MAX_COUNT: u64 = 500;
@@ -183,7 +184,7 @@ impl Data {
         self.opens.sort_by(newest);
         self.clicks.sort_by(newest);
         self.bounces.sort_by(|a, b| b.bounced_at.cmp(&a.bounced_at).then_with(|| b.id.cmp(&a.id)));
-        self.inbound.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        self.inbound.sort_by_key(|i| std::cmp::Reverse(i.received_at));
     }
 
     pub(crate) fn message(&self, id: &str) -> Option<&Message> {

@@ -141,9 +141,11 @@ pub(crate) fn paging(query: &[(String, String)], error_code: i64) -> Result<(u64
     Ok((count as u64, offset as u64))
 }
 
+type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// `fromdate`/`todate` of a request, read as the reference says.
 #[allow(clippy::result_large_err)]
-fn date_range(query: &[(String, String)], error_code: i64) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Response> {
+fn date_range(query: &[(String, String)], error_code: i64) -> Result<Bounds, Response> {
     let mut out = (None, None);
     for (name, bound) in [("fromdate", Bound::From), ("todate", Bound::To)] {
         if let Some(raw) = get(query, name) {

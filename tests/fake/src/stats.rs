@@ -32,16 +32,16 @@ pub(crate) fn respond(data: &Data, endpoint: &str, query: &[(String, String)]) -
             }
         }
     }
-    if let (Some(f), Some(t)) = range {
-        if f > t {
-            return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1502, "FromDate must be older than ToDate.");
-        }
+    if let (Some(f), Some(t)) = range
+        && f > t
+    {
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1502, "FromDate must be older than ToDate.");
     }
     let stream = get(query, "messagestream").map(str::to_ascii_lowercase);
-    if let Some(s) = &stream {
-        if !data.streams.iter().any(|x| x.id.eq_ignore_ascii_case(s)) {
-            return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1226, "The message stream for the provided 'ID' was not found.");
-        }
+    if let Some(s) = &stream
+        && !data.streams.iter().any(|x| x.id.eq_ignore_ascii_case(s))
+    {
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1226, "The message stream for the provided 'ID' was not found.");
     }
     let now = Utc::now();
     let in_scope = |day: NaiveDate, s: &str, t: DateTime<Utc>| {
