@@ -274,3 +274,14 @@ fn readme_sql_runs_and_config_table_is_complete() {
         assert!(readme.contains(&format!("| `{key}` |")), "README config table lacks `{key}`");
     }
 }
+
+/// The README's stream table lists every stream with its primary key.
+#[test]
+fn readme_lists_every_stream() {
+    let readme = include_str!("../README.md");
+    for def in postmark_elt::streams::STREAMS {
+        let row = format!("| `{}` |", def.name);
+        let line = readme.lines().find(|l| l.starts_with(&row) && l.contains("GET ")).unwrap_or_else(|| panic!("README lacks a row for {}", def.name));
+        assert!(line.contains(&format!("| `{}` |", def.primary_key.join(", "))), "README key of {} is stale: {line}", def.name);
+    }
+}
