@@ -169,3 +169,43 @@ pub fn assert_same(loaded: &HashSet<String>, expected: &HashSet<String>, what: &
         );
     }
 }
+
+/// Values of one string column across every Parquet file of a stream folder (hive partitions).
+pub fn parquet_strings(dir: &Path, stream: &str, column: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.join(stream)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let file = std::fs::File::open(&path).expect("open parquet");
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .expect("parquet footer")
+                    .build()
+                    .expect("reader");
+                for batch in reader {
+                    let batch = batch.expect("batch");
+                    let col = postmark_elt::streams::extract::string_column(&batch, column).expect("column");
+                    out.extend(col.iter().map(|v| v.unwrap_or_default().to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Kills `child` (SIGKILL) after `ms` milliseconds unless it ended before.
+pub fn kill_after(child: &mut Child, ms: u64) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(ms) {
+        if child.try_wait().expect("wait").is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().ok();
+    child.wait().ok();
+    true
+}
