@@ -43,6 +43,8 @@ pub enum ErrorKind {
     Api,
     /// Postmark holds more rows in one second than its API can page: data is incomplete.
     Incomplete,
+    /// The API returned values that do not fit the schema (a type changed).
+    Data,
     /// The destination could not be written.
     Destination,
     /// Another run holds the destination.
@@ -63,6 +65,7 @@ impl ErrorKind {
             ErrorKind::Destination => 7,
             ErrorKind::Locked => 8,
             ErrorKind::Input => 9,
+            ErrorKind::Data => 10,
         }
     }
 }
@@ -82,8 +85,9 @@ impl Error {
             Error::Config(_) => ErrorKind::Config,
             Error::Catalog(_) | Error::State(_) => ErrorKind::Input,
             Error::Client(e) if e.is_auth() => ErrorKind::Auth,
+            Error::Client(ClientError::Data { .. }) | Error::Sync(SyncError::Request { source: ClientError::Data { .. }, .. }) => ErrorKind::Data,
             Error::Client(_) => ErrorKind::Api,
-            Error::Sync(SyncError::TooDense { .. }) => ErrorKind::Incomplete,
+            Error::Sync(SyncError::TooDense { .. } | SyncError::TooManyRows { .. }) => ErrorKind::Incomplete,
             Error::Sync(SyncError::UnknownMessageStream { .. }) => ErrorKind::Config,
             Error::Sync(SyncError::SinkStopped(_)) => ErrorKind::Destination,
             Error::Sync(SyncError::Schema(_)) => ErrorKind::Internal,

@@ -13,6 +13,10 @@ use serde_json::value::RawValue;
 use crate::client::BodyError;
 use crate::schema::{MESSAGE_STREAM, SERVER_ID, SYNCED_AT, StreamSchema};
 
+/// (stream, field) pairs already warned about in this process.
+static WARNED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<(String, String)>>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// Where rows come from: filled into `server_id` and `message_stream` when the record lacks them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
@@ -130,6 +134,9 @@ impl PageDecoder {
 
     /// Decodes already-split records (also used for endpoints that answer a bare list).
     pub fn decode_records(&self, records: &[&RawValue], scope: &Scope) -> Result<RecordBatch, BodyError> {
+        if let Some(first) = records.first() {
+            self.warn_new_fields(first);
+        }
         let mut decoder = ReaderBuilder::new(self.source_schema.clone())
             .with_batch_size(records.len().max(1))
             .with_strict_mode(false)
@@ -150,6 +157,26 @@ impl PageDecoder {
             Err(e) => return Err(BodyError::Data(self.locate_bad_record(records, &e.to_string()))),
         };
         self.to_output(decoded, scope)
+    }
+
+    /// Postmark adds fields over time. They are ignored (the schema decides the columns), with one
+    /// warning per stream and field and run, so the schema can be extended. Only the first
+    /// record of a page is looked at: it keeps the check off the hot path.
+    fn warn_new_fields(&self, record: &RawValue) {
+        let Ok(keys) = serde_json::from_str::<HashMap<&str, serde::de::IgnoredAny>>(record.get()) else {
+            return;
+        };
+        for key in keys.keys() {
+            if self.source_schema.field_with_name(key).is_err() {
+                let first_time = WARNED
+                    .lock()
+                    .map(|mut w| w.insert((self.stream.clone(), (*key).to_string())))
+                    .unwrap_or(false);
+                if first_time {
+                    tracing::warn!(stream = %self.stream, field = %key, "The API sent a field the schema does not know; it is not loaded (add it to schemas/{}.json to keep it).", self.stream);
+                }
+            }
+        }
     }
 
     /// Type errors surface when a batch is finished; decoding records one by one (only on this

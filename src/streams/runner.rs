@@ -1014,9 +1014,7 @@ fn empty_report(def: &'static StreamDef, server: Option<i64>, partition: &str) -
 }
 
 fn split(ctx: &Ctx<'_>, window: Window, total: u64) -> Result<Vec<Window>, SyncError> {
-    // Aim at three quarters of the reach, so uneven traffic rarely needs a second split.
-    let parts = total.div_ceil(MAX_REACH * 3 / 4).clamp(2, 1_000) as u32;
-    let subs = window.split(parts).map_err(|source| SyncError::TooDense {
+    let subs = window.split_for_total(total, MAX_REACH).map_err(|source| SyncError::TooDense {
         stream: ctx.def.name,
         at: ctx.at(None),
         total,

@@ -46,25 +46,35 @@ fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
     if f == t { f } else { f + Duration::seconds(1) }
 }
 
-/// The latest whole second at or before `t` whose wall-clock text is unambiguous.
+/// The latest whole second at or before `t` whose wall-clock text is unambiguous: the last
+/// second before the repeated hour when `t` is inside it.
 pub fn floor_unambiguous(t: DateTime<Utc>) -> DateTime<Utc> {
     let mut t = floor_second(t);
-    // The repeated hour is one hour long, so this loop runs at most a few times.
+    if !is_ambiguous(t) {
+        return t;
+    }
+    // The repeated span is two real hours: at most ~120 minute steps, then ~60 second steps.
     while is_ambiguous(t) {
-        t -= Duration::minutes(15);
+        t -= Duration::minutes(1);
+    }
+    while !is_ambiguous(t + Duration::seconds(1)) {
+        t += Duration::seconds(1);
     }
     t
 }
 
-/// The earliest whole second at or after `t` whose wall-clock text is unambiguous.
+/// The earliest whole second at or after `t` whose wall-clock text is unambiguous: the first
+/// second after the repeated hour when `t` is inside it.
 pub fn ceil_unambiguous(t: DateTime<Utc>) -> DateTime<Utc> {
     let mut t = ceil_second(t);
+    if !is_ambiguous(t) {
+        return t;
+    }
     while is_ambiguous(t) {
-        t += Duration::minutes(15);
-        t = Utc
-            .timestamp_opt(t.timestamp() - t.timestamp().rem_euclid(900), 0)
-            .single()
-            .unwrap_or(t);
+        t += Duration::minutes(1);
+    }
+    while !is_ambiguous(t - Duration::seconds(1)) {
+        t -= Duration::seconds(1);
     }
     t
 }
@@ -95,6 +105,14 @@ impl Window {
         )
     }
 
+    /// Splits a window whose query matched `total` rows into enough parts that each should fit
+    /// under `reach` (aiming at three quarters of it, so uneven traffic rarely needs a second
+    /// split). A part that still matches too many rows is split again by the caller.
+    pub fn split_for_total(&self, total: u64, reach: u64) -> Result<Vec<Window>, CannotSplit> {
+        let parts = total.div_ceil((reach * 3 / 4).max(1)).clamp(2, 1_000) as u32;
+        self.split(parts)
+    }
+
     /// Splits into about `parts` windows of equal length, oldest first. Neighbours share their
     /// boundary second. Split points avoid ambiguous wall-clock times.
     pub fn split(&self, parts: u32) -> Result<Vec<Window>, CannotSplit> {
@@ -102,9 +120,13 @@ impl Window {
         let parts = i64::from(parts.max(2)).min(total.max(1));
         let mut bounds = vec![self.from];
         for i in 1..parts {
-            let cut = ceil_unambiguous(self.from + Duration::seconds(total * i / parts));
+            let ideal = self.from + Duration::seconds(total * i / parts);
             let last = *bounds.last().unwrap_or(&self.from);
-            if cut > last && cut < self.to {
+            // Past the repeated hour if that stays inside the window, else before it.
+            let cut = [ceil_unambiguous(ideal), floor_unambiguous(ideal)]
+                .into_iter()
+                .find(|c| *c > last && *c < self.to);
+            if let Some(cut) = cut {
                 bounds.push(cut);
             }
         }
@@ -152,7 +174,10 @@ mod tests {
         assert!(!is_ambiguous(w.from) && !is_ambiguous(w.to));
         assert!(w.from <= utc("2026-11-01T05:00:00Z"));
         assert!(w.to >= utc("2026-11-01T07:00:00Z"));
-        assert_eq!(w.query_bounds().0, "2026-11-01T00:45:00");
+        // The last second before the repeated hour, the first after its second pass.
+        assert_eq!(w.query_bounds(), ("2026-11-01T00:59:59".to_string(), "2026-11-01T02:00:00".to_string()));
+        let inside = Window { from: utc("2026-11-01T04:51:06Z"), to: utc("2026-11-01T07:00:00Z") };
+        assert!(inside.split(3).is_ok(), "a window reaching into the repeated hour can still be cut before it");
     }
 
     /// Split windows tile the parent exactly, share boundaries and skip ambiguous cut points.

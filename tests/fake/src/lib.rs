@@ -112,6 +112,8 @@ pub enum Fault {
     ResetMidBody,
     /// No answer for this long.
     Hang(Duration),
+    /// HTTP 200 with this body (records of unexpected shapes).
+    Body(String),
 }
 
 #[derive(Debug, Clone)]
@@ -589,6 +591,7 @@ async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, St
                 .body(Body::from_stream(futures::stream::iter(chunks)))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
+        Fault::Body(body) => json_response(body),
         Fault::Hang(d) => {
             tokio::time::sleep(d).await;
             routes::route(shared, method, path, query, headers)
