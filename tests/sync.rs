@@ -241,3 +241,56 @@ fn validation_error_is_not_retried() {
     let pages = env.fake.requests().iter().filter(|r| r.path == "/messages/outbound").count();
     assert_eq!(pages, 1, "a 422 was retried");
 }
+
+fn page_with(records: &str) -> String {
+    format!(r#"{{"TotalCount": 2, "Messages": [{records}]}}"#)
+}
+
+/// A new field in API records is ignored with one warning per field; a value of the wrong type
+/// stops the run with exit 10 naming the stream, the field and the record, and nothing of the
+/// window is committed.
+#[test]
+fn new_fields_warn_once_and_wrong_types_stop_clearly() {
+    let today = today_eastern();
+    let env = Env::new(Vec::new());
+    let cfg = env.config(start_of(today - ChronoDuration::days(1)), json!({"message_streams": ["outbound"]}));
+    std::fs::write(env.path("m.json"), r#"{"streams":[{"tap_stream_id":"messages_outbound","selected":true}]}"#).unwrap();
+    let rec = |id: &str, extra: &str| format!(r#"{{"MessageID":"{id}","ReceivedAt":"2026-11-20T10:00:00.1234567-05:00","TrackOpens":true{extra}}}"#);
+    let body = page_with(&format!("{},{}", rec("a", r#","Shiny":1"#), rec("b", r#","Shiny":2"#)));
+    env.fake.push_faults("/messages/outbound", [Fault::Body(body.clone()), Fault::Body(body)]);
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--catalog", "m.json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("field=Shiny").count(), 1, "{stderr}");
+    assert!(stderr.contains("not loaded"));
+
+    let env = Env::new(Vec::new());
+    let cfg = env.config(start_of(today - ChronoDuration::days(1)), json!({"message_streams": ["outbound"]}));
+    std::fs::write(env.path("m.json"), r#"{"streams":[{"tap_stream_id":"messages_outbound","selected":true}]}"#).unwrap();
+    let bad = page_with(&format!("{},{}", rec("good-1", ""), rec("bad-2", "").replace(r#""TrackOpens":true"#, r#""TrackOpens":"yes""#)));
+    env.fake.push_faults("/messages/outbound", [Fault::Body(bad)]);
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--catalog", "m.json"]);
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    let last = String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("messages_outbound") && last.contains("TrackOpens") && last.contains("bad-2"), "{last}");
+    let db = env.path("postmark.duckdb");
+    assert_eq!(duckdb_ids(&db).0, 0, "rows of a failed window were committed");
+}
+
+/// Even with every library logging at trace level, a failing run never prints the token.
+#[test]
+fn trace_logs_of_a_failing_run_hold_no_token() {
+    let today = today_eastern();
+    let env = Env::new(generate::day(13, "outbound", today - ChronoDuration::days(1), 50));
+    env.fake.push_faults("", std::iter::repeat_n(Fault::Status(503), 40));
+    let cfg = env.config(start_of(today - ChronoDuration::days(2)), json!({"max_retries": 1}));
+    let out = std::process::Command::new(common::BIN)
+        .args(["sync", "--config", cfg.to_str().unwrap(), "-vv"])
+        .current_dir(env.dir.path())
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let all = text(&out);
+    assert!(all.len() > 1_000, "trace logging produced little output");
+    assert!(!all.contains(env.fake.token()), "the token appeared in trace output");
+}
