@@ -10,7 +10,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use url::Url;
 
 use crate::config::Config;
@@ -142,6 +142,84 @@ struct ApiErrorBody {
     message: Option<String>,
 }
 
+/// How many requests may be in flight: additive increase, multiplicative decrease. A 429 halves
+/// the limit; every `limit` successes in a row add one, up to `max_concurrency`. A rate limit
+/// therefore slows the run down instead of failing it.
+#[derive(Debug)]
+pub struct AdaptiveLimit {
+    max: usize,
+    state: std::sync::Mutex<LimitState>,
+    freed: Notify,
+}
+
+#[derive(Debug)]
+struct LimitState {
+    limit: usize,
+    in_flight: usize,
+    successes: usize,
+}
+
+/// A slot of the limit, released on drop.
+pub struct Slot<'a>(&'a AdaptiveLimit);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.state.lock() {
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+        self.0.freed.notify_waiters();
+    }
+}
+
+impl AdaptiveLimit {
+    pub fn new(max: usize) -> Self {
+        AdaptiveLimit {
+            max: max.max(1),
+            state: std::sync::Mutex::new(LimitState {
+                limit: max.max(1),
+                in_flight: 0,
+                successes: 0,
+            }),
+            freed: Notify::new(),
+        }
+    }
+
+    pub async fn acquire(&self) -> Slot<'_> {
+        loop {
+            let notified = self.freed.notified();
+            {
+                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if s.in_flight < s.limit {
+                    s.in_flight += 1;
+                    return Slot(self);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    pub fn on_success(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.successes += 1;
+        if s.successes >= s.limit && s.limit < self.max {
+            s.limit += 1;
+            s.successes = 0;
+            drop(s);
+            self.freed.notify_waiters();
+        }
+    }
+
+    pub fn on_rate_limited(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.limit = (s.limit / 2).max(1);
+        s.successes = 0;
+    }
+
+    pub fn current(&self) -> usize {
+        self.state.lock().map(|s| s.limit).unwrap_or(1)
+    }
+}
+
 /// Counters for the run summary.
 #[derive(Debug, Default)]
 pub struct ClientStats {
@@ -155,7 +233,7 @@ pub struct PostmarkClient {
     account_token: Option<Secret>,
     max_retries: u32,
     retry_initial_delay: Duration,
-    limiter: Arc<Semaphore>,
+    limiter: Arc<AdaptiveLimit>,
     pub stats: ClientStats,
 }
 
@@ -185,7 +263,7 @@ impl PostmarkClient {
             account_token: config.account_token.clone(),
             max_retries: config.max_retries,
             retry_initial_delay: config.retry_initial_delay,
-            limiter: Arc::new(Semaphore::new(config.max_concurrency)),
+            limiter: Arc::new(AdaptiveLimit::new(config.max_concurrency)),
             stats: ClientStats::default(),
         })
     }
@@ -228,10 +306,18 @@ impl PostmarkClient {
             attempts += 1;
             let outcome = {
                 // The permit is held only while the request is in flight, not while backing off.
-                let _permit = self.limiter.acquire().await.map_err(|e| ClientError::Build(e.to_string()))?;
+                let _slot = self.limiter.acquire().await;
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
                 self.attempt(&url, &request, token, secret).await
             };
+            match &outcome {
+                Ok(_) => self.limiter.on_success(),
+                Err(Attempt::Retry { status: Some(429), .. }) => {
+                    self.limiter.on_rate_limited();
+                    tracing::info!(limit = self.limiter.current(), "Rate limited; fewer requests in flight.");
+                }
+                Err(_) => {}
+            }
             let failure = match outcome {
                 Ok(body) => match parse(&body) {
                     Ok(value) => return Ok(value),
@@ -389,6 +475,29 @@ mod tests {
     }
 
     /// Both Retry-After forms are understood.
+    #[tokio::test]
+    async fn adaptive_limit_halves_and_grows() {
+        let l = AdaptiveLimit::new(8);
+        assert_eq!(l.current(), 8);
+        l.on_rate_limited();
+        l.on_rate_limited();
+        assert_eq!(l.current(), 2);
+        for _ in 0..2 {
+            l.on_success();
+        }
+        assert_eq!(l.current(), 3);
+        let a = l.acquire().await;
+        let b = l.acquire().await;
+        let c = l.acquire().await;
+        // A fourth waits until a slot is freed.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), l.acquire()).await;
+        assert!(waiting.is_err());
+        drop(a);
+        let d = tokio::time::timeout(std::time::Duration::from_millis(50), l.acquire()).await;
+        assert!(d.is_ok());
+        drop((b, c));
+    }
+
     #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));

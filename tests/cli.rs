@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use chrono_tz::America::New_York;
@@ -212,17 +212,11 @@ fn killed_sync_resumes_exactly() {
     let env = Env::with_config(config, messages);
     let cfg = env.config(Utc::now() - ChronoDuration::days(5), json!({"message_streams": ["outbound"], "max_concurrency": 2}));
     let mut partial_seen = Vec::new();
-    for delay_ms in [700, 1500] {
+    // Killed after 15, then after 30 more page requests: mid-run, whatever the machine's speed.
+    for pages in [15, 30] {
+        env.fake.clear_requests();
         let mut child = env.spawn(&["sync", "--config", cfg.to_str().unwrap()]);
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_millis(delay_ms) {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.kill().ok(); // SIGKILL
-        child.wait().unwrap();
+        common::kill_when(&mut child, 30_000, || env.fake.requests().iter().filter(|r| r.path == "/messages/outbound").count() >= pages);
         if env.path("postmark.duckdb").exists() {
             partial_seen.push(duckdb_ids(&env.path("postmark.duckdb")).0);
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use chrono_tz::America::New_York;
-use common::{BIN, Env, assert_ok, eastern_days_ago, kill_after, parquet_strings, text};
+use common::{BIN, Env, assert_ok, eastern_days_ago, parquet_strings, text};
 use fake_postmark::{FakeConfig, generate};
 use serde_json::{Value, json};
 
@@ -123,7 +123,12 @@ fn singer_killed_then_resumed_loses_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(kill_after(&mut child, 900), "the sync ended before it could be killed");
+    // Killed right after its first STATE: records of later windows may be half written.
+    let partial_path = env.path("partial.jsonl");
+    let killed = common::kill_when(&mut child, 20_000, || {
+        std::fs::read_to_string(&partial_path).is_ok_and(|t| t.contains("\"type\":\"STATE\""))
+    });
+    assert!(killed, "the sync ended before it could be killed");
     let first = std::fs::read(env.path("partial.jsonl")).unwrap();
     // A killed writer may leave half a line at the end: a Singer target stops there too.
     let text_out = String::from_utf8_lossy(&first);
@@ -159,9 +164,10 @@ fn parquet_killed_then_resumed_exactly_once() {
     let env = days_of_mail(config, 5_000);
     let cfg = env.config(eastern_days_ago(4), json!({"message_streams": ["outbound"], "max_concurrency": 2}));
     let args = ["sync", "--config", cfg.to_str().unwrap(), "--dest", "parquet", "--path", "lake"];
-    for ms in [600, 1500] {
+    for pages in [10, 25] {
+        env.fake.clear_requests();
         let mut child = env.spawn(&args);
-        kill_after(&mut child, ms);
+        common::kill_when(&mut child, 30_000, || env.fake.requests().len() >= pages);
     }
     assert_ok(&env.run(&args));
     let ids = parquet_strings(&env.path("lake"), "messages_outbound", "message_id");

@@ -29,6 +29,8 @@ use crate::streams::{Kind, MAX_PAGE_SIZE, MAX_REACH, Partition, StatsShape, Stre
 
 /// Attempts at reading a window whose pages disagree with its TotalCount.
 const WINDOW_ATTEMPTS: u32 = 3;
+/// Windows read ahead of the one being committed.
+const WINDOW_LOOKAHEAD: usize = 3;
 /// Partition label of streams that are not split by message stream.
 const NO_PARTITION: &str = "default";
 
@@ -164,6 +166,14 @@ struct PartitionValue {
     label: String,
 }
 
+/// A window that fits under the offset limit, with its first page.
+struct Leaf {
+    window: Window,
+    first: Page,
+    /// Splits made on the way to it.
+    splits: u64,
+}
+
 enum WindowRead {
     Split(u64),
     Complete { batches: Vec<RecordBatch>, rows: u64 },
@@ -232,7 +242,9 @@ pub struct Extractor<'a> {
     pub client: &'a PostmarkClient,
     pub config: &'a Config,
     pub sink: &'a SinkHandle,
-    pub state: State,
+    /// The state as committed so far (a lock, so that commits can happen while pages of the
+    /// next windows are in flight).
+    state: std::sync::Mutex<State>,
     /// Start of this run: windows never reach past it, and rows carry it as `_synced_at`.
     pub now: DateTime<Utc>,
     servers: Option<Vec<ServerScope>>,
@@ -245,7 +257,7 @@ impl<'a> Extractor<'a> {
             client,
             config,
             sink,
-            state,
+            state: std::sync::Mutex::new(state),
             now,
             servers: None,
             message_streams: HashMap::new(),
@@ -490,7 +502,7 @@ impl<'a> Extractor<'a> {
     }
 
     fn report(&self, ctx: &Ctx<'_>) -> PartitionReport {
-        let before = self.state.bookmark(ctx.def.name, &ctx.state_key).map(|b| b.replication_key_value);
+        let before = self.state().bookmark(ctx.def.name, &ctx.state_key).map(|b| b.replication_key_value);
         PartitionReport {
             bookmark_before: before,
             bookmark_after: before,
@@ -506,19 +518,27 @@ impl<'a> Extractor<'a> {
     }
 
     /// Moves the bookmark (if any) and commits it with the rows written before.
-    async fn commit(&mut self, ctx: &Ctx<'_>, bookmark: Option<DateTime<Utc>>) -> Result<(), SyncError> {
-        if let (Some(key), Some(value)) = (ctx.def.replication_key(), bookmark) {
-            self.state.advance(ctx.def.name, &ctx.state_key, key, value);
-        }
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn commit(&self, ctx: &Ctx<'_>, bookmark: Option<DateTime<Utc>>) -> Result<(), SyncError> {
+        let snapshot = {
+            let mut state = self.state();
+            if let (Some(key), Some(value)) = (ctx.def.replication_key(), bookmark) {
+                state.advance(ctx.def.name, &ctx.state_key, key, value);
+            }
+            state.clone()
+        };
         self.sink
-            .commit(self.state.clone())
+            .commit(snapshot)
             .await
             .map_err(|()| SyncError::SinkStopped(ctx.def.name))
     }
 
     // ---- DateWindows ------------------------------------------------------------------------
 
-    async fn date_windows(&mut self, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
+    async fn date_windows(&self, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
         let mut report = self.report(ctx);
         let start = report
             .bookmark_before
@@ -528,32 +548,80 @@ impl<'a> Extractor<'a> {
             return Ok(report);
         }
         tracing::info!(stream = ctx.def.name, partition = %ctx.state_key, from = %start, to = %end, "Syncing.");
-        let mut pending = vec![Window::covering(start, end)];
-        // Oldest first, so each commit can move the bookmark forward.
-        while let Some(window) = pending.pop() {
-            match self.read_window(ctx, window).await? {
-                WindowRead::Split(total) => {
-                    pending.extend(split(ctx, window, total)?.into_iter().rev());
-                    report.splits += 1;
-                }
-                WindowRead::Complete { batches, rows } => {
-                    self.write(ctx.def, batches).await?;
-                    let bookmark = window.to.min(end);
-                    self.commit(ctx, Some(bookmark)).await?;
-                    report.records += rows;
-                    report.windows += 1;
-                    report.bookmark_after = Some(bookmark);
-                }
-            }
+        // Leaf windows come oldest first; the next ones are probed and paged while the current
+        // one is written, and each is committed in order, moving the bookmark forward.
+        let reads = self
+            .leaf_windows(ctx, Window::covering(start, end))
+            .map(|leaf| async move {
+                let leaf = leaf?;
+                let (batches, rows, more_splits) = match self.read_window_from(ctx, leaf.window, Some(leaf.first)).await? {
+                    WindowRead::Complete { batches, rows } => (batches, rows, 0),
+                    // It grew past the limit while being read: split it now.
+                    WindowRead::Split(_) => {
+                        let mut batches = Vec::new();
+                        let (rows, _, splits) = self.windows_into(ctx, leaf.window.from, leaf.window.to, &mut batches).await?;
+                        (batches, rows, splits)
+                    }
+                };
+                Ok::<_, SyncError>((leaf.window, batches, rows, leaf.splits + more_splits))
+            })
+            .buffered(WINDOW_LOOKAHEAD);
+        let mut reads = std::pin::pin!(reads);
+        while let Some(read) = reads.next().await {
+            let (window, batches, rows, splits) = read?;
+            self.write(ctx.def, batches).await?;
+            let bookmark = window.to.min(end);
+            self.commit(ctx, Some(bookmark)).await?;
+            report.records += rows;
+            report.windows += 1;
+            report.splits += splits;
+            report.bookmark_after = Some(bookmark);
         }
         Ok(report)
     }
 
+    /// The windows of `root` small enough to page, oldest first, each with its first page (the
+    /// probe that measured it). Windows above the offset limit are split on the way.
+    fn leaf_windows<'s>(&'s self, ctx: &'s Ctx<'s>, root: Window) -> impl futures::Stream<Item = Result<Leaf, SyncError>> + 's {
+        let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
+        stream::unfold(Some(vec![root]), move |pending| async move {
+            let mut pending = pending?;
+            let mut splits = 0;
+            loop {
+                let window = pending.pop()?;
+                let first = match self.fetch_window_page(ctx, window, 0, page_size).await {
+                    Ok(p) => p,
+                    Err(e) => return Some((Err(e), None)),
+                };
+                let total = first.total.unwrap_or(first.batch.num_rows() as u64);
+                if total <= MAX_REACH {
+                    return Some((Ok(Leaf { window, first, splits }), Some(pending)));
+                }
+                match split(ctx, window, total) {
+                    Ok(subs) => {
+                        splits += 1;
+                        pending.extend(subs.into_iter().rev());
+                    }
+                    Err(e) => return Some((Err(e), None)),
+                }
+            }
+        })
+    }
+
     async fn read_window(&self, ctx: &Ctx<'_>, window: Window) -> Result<WindowRead, SyncError> {
+        self.read_window_from(ctx, window, None).await
+    }
+
+    /// Reads every page of a window (starting from `probe`, its first page, when given) and
+    /// checks the rows against TotalCount; reads it again when they disagree.
+    async fn read_window_from(&self, ctx: &Ctx<'_>, window: Window, mut probe: Option<Page>) -> Result<WindowRead, SyncError> {
         let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
         let (mut seen, mut total) = (0, 0);
         for attempt in 1..=WINDOW_ATTEMPTS {
-            let first = self.fetch_window_page(ctx, window, 0, page_size).await?;
+            let first = match probe.take() {
+                Some(p) => p,
+                None => self.fetch_window_page(ctx, window, 0, page_size).await?,
+            };
             total = first.total.unwrap_or(first.batch.num_rows() as u64);
             if total > MAX_REACH {
                 return Ok(WindowRead::Split(total));
@@ -612,7 +680,7 @@ impl<'a> Extractor<'a> {
 
     // ---- EventFeed --------------------------------------------------------------------------
 
-    async fn event_feed(&mut self, ctx: &Ctx<'_>, per_message_path: &'static str, tracked_by: &'static str) -> Result<PartitionReport, SyncError> {
+    async fn event_feed(&self, ctx: &Ctx<'_>, per_message_path: &'static str, tracked_by: &'static str) -> Result<PartitionReport, SyncError> {
         let mut report = self.report(ctx);
         let lookback = Duration::days(i64::from(self.config.lookback_days));
         let cutoff = report.bookmark_before.map_or(self.config.start, |b| (b - lookback).max(self.config.start));
@@ -795,7 +863,7 @@ impl<'a> Extractor<'a> {
 
     // ---- MessageDetails ---------------------------------------------------------------------
 
-    async fn message_details(&mut self, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
+    async fn message_details(&self, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
         let mut report = self.report(ctx);
         let lookback = Duration::days(i64::from(self.config.lookback_days));
         let start = report.bookmark_before.map_or(self.config.start, |b| (b - lookback).max(self.config.start));
@@ -849,7 +917,7 @@ impl<'a> Extractor<'a> {
 
     // ---- DailyStats -------------------------------------------------------------------------
 
-    async fn daily_stats(&mut self, ctx: &Ctx<'_>, shape: StatsShape) -> Result<PartitionReport, SyncError> {
+    async fn daily_stats(&self, ctx: &Ctx<'_>, shape: StatsShape) -> Result<PartitionReport, SyncError> {
         let mut report = self.report(ctx);
         let first_day = eastern_date(self.config.start);
         let from = report
@@ -944,7 +1012,7 @@ impl<'a> Extractor<'a> {
 
     // ---- FullTable --------------------------------------------------------------------------
 
-    async fn full_table(&mut self, def: &'static StreamDef, decoder: &PageDecoder, server: &ServerScope, partitions: &[PartitionValue], paged: bool) -> Result<PartitionReport, SyncError> {
+    async fn full_table(&self, def: &'static StreamDef, decoder: &PageDecoder, server: &ServerScope, partitions: &[PartitionValue], paged: bool) -> Result<PartitionReport, SyncError> {
         let mut batches = Vec::new();
         let label = if partitions.len() == 1 { partitions[0].label.clone() } else { "all".to_string() };
         let mut report = empty_report(def, server.id, &label);
@@ -992,7 +1060,7 @@ impl<'a> Extractor<'a> {
             .map_err(|()| SyncError::SinkStopped(def.name))?;
         self.write(def, batches).await?;
         self.sink
-            .commit(self.state.clone())
+            .commit(self.state().clone())
             .await
             .map_err(|()| SyncError::SinkStopped(def.name))?;
         Ok(report)

@@ -196,16 +196,18 @@ pub fn parquet_strings(dir: &Path, stream: &str, column: &str) -> Vec<String> {
     out
 }
 
-/// Kills `child` (SIGKILL) after `ms` milliseconds unless it ended before.
-pub fn kill_after(child: &mut Child, ms: u64) -> bool {
+/// Kills `child` (SIGKILL) as soon as `ready()` holds (checked every 10 ms), or after `timeout_ms`.
+/// Returns whether it was still running when killed.
+pub fn kill_when(child: &mut Child, timeout_ms: u64, mut ready: impl FnMut() -> bool) -> bool {
     let started = std::time::Instant::now();
-    while started.elapsed() < std::time::Duration::from_millis(ms) {
+    while started.elapsed() < std::time::Duration::from_millis(timeout_ms) && !ready() {
         if child.try_wait().expect("wait").is_some() {
             return false;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    let running = child.try_wait().expect("wait").is_none();
     child.kill().ok();
     child.wait().ok();
-    true
+    running
 }
