@@ -689,22 +689,27 @@ impl<'a> Extractor<'a> {
         let mut batches = Vec::new();
         let mut newest: Option<DateTime<Utc>> = None;
         let mut oldest: Option<DateTime<Utc>> = None;
-        let mut offset = 0;
-        let mut overflow = false;
-        let mut total_unfiltered = 0;
         // Newest first: events that arrive while paging push older ones to later offsets, so
-        // pages may repeat rows (merged on the key) but never skip one.
-        loop {
-            if offset + 1 > MAX_REACH {
-                overflow = true;
-                break;
-            }
+        // pages may repeat rows (merged on the key) but never skip one. The first page gives the
+        // total; the next pages are fetched concurrently and read in order until one reaches
+        // the cutoff (the few requests already in flight then are the price of the speed).
+        let list_page = |offset: u64| {
             let count = page_size.min(MAX_REACH - offset);
             let query = ctx.query(vec![("count", count.to_string()), ("offset", offset.to_string())]);
-            let page = self.get_page(ctx, &ctx.path(None), &query, None).await?;
+            async move { self.get_page(ctx, &ctx.path(None), &query, None).await }
+        };
+        let first = list_page(0).await?;
+        let total_unfiltered = first.total.unwrap_or(first.batch.num_rows() as u64);
+        let reachable = total_unfiltered.min(MAX_REACH);
+        let offsets: Vec<u64> = (page_size..reachable).step_by(page_size as usize).collect();
+        let rest = stream::iter(offsets).map(list_page).buffered(self.config.max_concurrency);
+        let mut pages = std::pin::pin!(stream::once(async { Ok(first) }).chain(rest));
+        let mut reached_cutoff = false;
+        let mut read = 0;
+        while let Some(page) = pages.next().await {
+            let page = page?;
             let rows = page.batch.num_rows() as u64;
-            let total = page.total.unwrap_or(offset + rows);
-            total_unfiltered = total;
+            read += rows;
             let (lo, hi) = time_range(&page.batch, cursor);
             newest = newest.max(hi);
             oldest = match (oldest, lo) {
@@ -712,11 +717,15 @@ impl<'a> Extractor<'a> {
                 (a, b) => a.or(b),
             };
             batches.push(page.batch);
-            if rows == 0 || offset + rows >= total || lo.is_some_and(|t| t < cutoff) {
+            if lo.is_some_and(|t| t < cutoff) {
+                reached_cutoff = true;
                 break;
             }
-            offset += rows;
+            if rows == 0 {
+                break;
+            }
         }
+        let overflow = !reached_cutoff && total_unfiltered > MAX_REACH && read >= reachable.saturating_sub(page_size);
         report.records = batches.iter().map(|b| b.num_rows() as u64).sum();
         report.windows = 1;
         if overflow {
@@ -764,19 +773,28 @@ impl<'a> Extractor<'a> {
     /// Reads `[from, to]` in split date windows into `batches`. Returns (rows, windows, splits).
     async fn windows_into(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, batches: &mut Vec<RecordBatch>) -> Result<(u64, u64, u64), SyncError> {
         let (mut rows, mut windows, mut splits) = (0, 0, 0);
-        let mut pending = vec![Window::covering(from, to)];
-        while let Some(window) = pending.pop() {
-            match self.read_window(ctx, window).await? {
-                WindowRead::Split(total) => {
-                    pending.extend(split(ctx, window, total)?.into_iter().rev());
-                    splits += 1;
+        let reads = self
+            .leaf_windows(ctx, Window::covering(from, to))
+            .map(|leaf| async move {
+                let leaf = leaf?;
+                match self.read_window_from(ctx, leaf.window, Some(leaf.first)).await? {
+                    WindowRead::Complete { batches, rows } => Ok((batches, rows, leaf.splits)),
+                    WindowRead::Split(total) => Err(SyncError::Unstable {
+                        stream: ctx.def.name,
+                        at: ctx.at(Some(leaf.window)),
+                        total,
+                        seen: 0,
+                    }),
                 }
-                WindowRead::Complete { batches: got, rows: n } => {
-                    batches.extend(got);
-                    rows += n;
-                    windows += 1;
-                }
-            }
+            })
+            .buffered(WINDOW_LOOKAHEAD);
+        let mut reads = std::pin::pin!(reads);
+        while let Some(read) = reads.next().await {
+            let (got, n, s) = read?;
+            batches.extend(got);
+            rows += n;
+            windows += 1;
+            splits += s;
         }
         Ok((rows, windows, splits))
     }
