@@ -60,7 +60,8 @@ impl DuckdbSink {
         // Never reach for the network to fetch an extension.
         sink.exec(
             "configuring the connection",
-            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false;",
+            // A loader needs little of DuckDB's buffer pool; a cap keeps the process small.
+            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '128MB';",
         )?;
         sink.exec(
             "creating the state table",

@@ -29,7 +29,7 @@ pub const STATE_FILE: &str = "_state.json";
 const LOCK_FILE: &str = ".postmark-elt.lock";
 const DATA_FILE: &str = "data.parquet";
 /// Rows buffered before files are rewritten; commits in between only move the pending state.
-const FLUSH_ROWS: usize = 200_000;
+const FLUSH_ROWS: usize = 50_000;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 pub struct ParquetSink {

@@ -29,6 +29,8 @@ use crate::streams::{Kind, MAX_PAGE_SIZE, MAX_REACH, Partition, StatsShape, Stre
 
 /// Attempts at reading a window whose pages disagree with its TotalCount.
 const WINDOW_ATTEMPTS: u32 = 3;
+/// Rows staged between commits on reads whose bookmark moves only at the end.
+const STAGE_COMMIT_ROWS: u64 = 20_000;
 /// Windows read ahead of the one being committed.
 const WINDOW_LOOKAHEAD: usize = 3;
 /// Partition label of streams that are not split by message stream.
@@ -517,6 +519,19 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
+    /// Sends rows to the sink, and commits them (without moving the bookmark) every
+    /// `STAGE_COMMIT_ROWS`, so long reads whose bookmark can only move at the end hold little
+    /// memory. Rows committed early are merged on the key if the run has to start over.
+    async fn stage(&self, ctx: &Ctx<'_>, batch: RecordBatch, pending: &mut u64) -> Result<(), SyncError> {
+        *pending += batch.num_rows() as u64;
+        self.write(ctx.def, vec![batch]).await?;
+        if *pending >= STAGE_COMMIT_ROWS {
+            *pending = 0;
+            self.commit(ctx, None).await?;
+        }
+        Ok(())
+    }
+
     /// Moves the bookmark (if any) and commits it with the rows written before.
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -558,9 +573,9 @@ impl<'a> Extractor<'a> {
                     WindowRead::Complete { batches, rows } => (batches, rows, 0),
                     // It grew past the limit while being read: split it now.
                     WindowRead::Split(_) => {
-                        let mut batches = Vec::new();
-                        let (rows, _, splits) = self.windows_into(ctx, leaf.window.from, leaf.window.to, &mut batches).await?;
-                        (batches, rows, splits)
+                        let mut pending = 0;
+                        let (rows, _, splits) = self.windows_into(ctx, leaf.window.from, leaf.window.to, &mut pending).await?;
+                        (Vec::new(), rows, splits)
                     }
                 };
                 Ok::<_, SyncError>((leaf.window, batches, rows, leaf.splits + more_splits))
@@ -686,7 +701,8 @@ impl<'a> Extractor<'a> {
         let cutoff = report.bookmark_before.map_or(self.config.start, |b| (b - lookback).max(self.config.start));
         let cursor = ctx.def.cursor_field.unwrap_or("received_at");
         let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
-        let mut batches = Vec::new();
+        let mut pending = 0;
+        let mut rows_read = 0;
         let mut newest: Option<DateTime<Utc>> = None;
         let mut oldest: Option<DateTime<Utc>> = None;
         // Newest first: events that arrive while paging push older ones to later offsets, so
@@ -716,7 +732,8 @@ impl<'a> Extractor<'a> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            batches.push(page.batch);
+            rows_read += rows;
+            self.stage(ctx, page.batch, &mut pending).await?;
             if lo.is_some_and(|t| t < cutoff) {
                 reached_cutoff = true;
                 break;
@@ -726,20 +743,20 @@ impl<'a> Extractor<'a> {
             }
         }
         let overflow = !reached_cutoff && total_unfiltered > MAX_REACH && read >= reachable.saturating_sub(page_size);
-        report.records = batches.iter().map(|b| b.num_rows() as u64).sum();
+        report.records = rows_read;
         report.windows = 1;
         if overflow {
             // The list cannot reach back to the cutoff. The rest, [cutoff, oldest seen], is read
             // in date windows if the API honours them, else message by message.
             let until = oldest.unwrap_or(self.now);
             let note = if self.date_filters_work(ctx, cutoff, until, total_unfiltered).await? {
-                let (rows, windows, splits) = self.windows_into(ctx, cutoff, until, &mut batches).await?;
+                let (rows, windows, splits) = self.windows_into(ctx, cutoff, until, &mut pending).await?;
                 report.records += rows;
                 report.windows += windows;
                 report.splits += splits;
                 format!("the list reached Postmark's 10,000 offset limit at {}; the rest was read in {windows} date windows", until.to_rfc3339())
             } else {
-                let (rows, messages) = self.events_per_message(ctx, per_message_path, tracked_by, cutoff, until, &mut batches).await?;
+                let (rows, messages) = self.events_per_message(ctx, per_message_path, tracked_by, cutoff, until, &mut pending).await?;
                 report.records += rows;
                 format!(
                     "the list reached Postmark's 10,000 offset limit at {} and ignores date filters; read the events of {messages} messages sent since {} one by one",
@@ -750,7 +767,6 @@ impl<'a> Extractor<'a> {
             tracing::warn!(stream = ctx.def.name, at = %ctx.at(None), "{note}");
             report.note = Some(note);
         }
-        self.write(ctx.def, batches).await?;
         let bookmark = newest.map(|n| n.min(self.now)).or(report.bookmark_before);
         self.commit(ctx, bookmark).await?;
         report.bookmark_after = bookmark;
@@ -770,8 +786,8 @@ impl<'a> Extractor<'a> {
         Ok(inside && total < total_unfiltered)
     }
 
-    /// Reads `[from, to]` in split date windows into `batches`. Returns (rows, windows, splits).
-    async fn windows_into(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, batches: &mut Vec<RecordBatch>) -> Result<(u64, u64, u64), SyncError> {
+    /// Reads `[from, to]` in split date windows and stages the rows. Returns (rows, windows, splits).
+    async fn windows_into(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, pending: &mut u64) -> Result<(u64, u64, u64), SyncError> {
         let (mut rows, mut windows, mut splits) = (0, 0, 0);
         let reads = self
             .leaf_windows(ctx, Window::covering(from, to))
@@ -791,7 +807,9 @@ impl<'a> Extractor<'a> {
         let mut reads = std::pin::pin!(reads);
         while let Some(read) = reads.next().await {
             let (got, n, s) = read?;
-            batches.extend(got);
+            for b in got {
+                self.stage(ctx, b, pending).await?;
+            }
             rows += n;
             windows += 1;
             splits += s;
@@ -808,12 +826,12 @@ impl<'a> Extractor<'a> {
         tracked_by: &'static str,
         cutoff: DateTime<Utc>,
         until: DateTime<Utc>,
-        batches: &mut Vec<RecordBatch>,
+        pending: &mut u64,
     ) -> Result<(u64, u64), SyncError> {
         let lookback = Duration::days(i64::from(self.config.lookback_days));
         let ids = self.message_ids(ctx, cutoff - lookback, until, Some(tracked_by)).await?;
         let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
-        let per_message: Vec<Vec<RecordBatch>> = stream::iter(ids.iter())
+        let per_message = stream::iter(ids.iter())
             .map(|id| async move {
                 let path = per_message_path.replace("{id}", &urlencode(id));
                 let mut out = Vec::new();
@@ -831,13 +849,14 @@ impl<'a> Extractor<'a> {
                 }
                 Ok::<_, SyncError>(out)
             })
-            .buffered(self.config.max_concurrency)
-            .try_collect()
-            .await?;
+            .buffered(self.config.max_concurrency);
+        let mut per_message = std::pin::pin!(per_message);
         let mut rows = 0;
-        for b in per_message.into_iter().flatten() {
-            rows += b.num_rows() as u64;
-            batches.push(b);
+        while let Some(batches) = per_message.next().await {
+            for b in batches? {
+                rows += b.num_rows() as u64;
+                self.stage(ctx, b, pending).await?;
+            }
         }
         Ok((rows, ids.len() as u64))
     }
@@ -891,7 +910,7 @@ impl<'a> Extractor<'a> {
         }
         let ids = self.message_ids(ctx, start, end, None).await?;
         let this = &*self;
-        let fetched: Vec<RecordBatch> = stream::iter(ids.iter())
+        let fetched = stream::iter(ids.iter())
             .map(|id| async move {
                 let path = ctx.path(Some(id));
                 let id = id.clone();
@@ -921,13 +940,16 @@ impl<'a> Extractor<'a> {
                         source,
                     })
             })
-            .buffered(this.config.max_concurrency)
-            .try_collect()
-            .await?;
-        report.records = fetched.iter().map(|b| b.num_rows() as u64).sum();
+            .buffered(this.config.max_concurrency);
+        let mut fetched = std::pin::pin!(fetched);
+        let mut pending = 0;
+        while let Some(batch) = fetched.next().await {
+            let batch = batch?;
+            report.records += batch.num_rows() as u64;
+            self.stage(ctx, batch, &mut pending).await?;
+        }
         report.windows = 1;
         report.note = Some(format!("details of {} messages", ids.len()));
-        self.write(ctx.def, fetched).await?;
         self.commit(ctx, Some(end)).await?;
         report.bookmark_after = Some(end);
         Ok(report)
