@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::catalog;
 use crate::cli::{Cli, Command, SyncArgs};
@@ -25,6 +25,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Check { config }) => check(&config).await,
         Some(Command::Discover { config }) => discover(&config),
         Some(Command::Sync(args)) => sync(args).await,
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "postmark-elt", &mut std::io::stdout());
+            Ok(())
+        }
         #[cfg(feature = "duckdb")]
         Some(Command::Query { path, sql }) => {
             let table = sinks::duckdb::query(&path, &sql)?;
@@ -51,6 +57,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 state: cli.singer.state,
                 dest: DestKind::Singer,
                 path: None,
+                streams: None,
+                summary_json: None,
             })
             .await
         }
@@ -122,10 +130,35 @@ fn default_path(dest: DestKind) -> PathBuf {
 async fn sync(args: SyncArgs) -> Result<(), Error> {
     let started = Instant::now();
     let now = Utc::now();
+    let mut reports: Vec<PartitionReport> = Vec::new();
+    let mut stats = (0, 0);
+    let result = run_sync(&args, now, started, &mut reports, &mut stats).await;
+    if let Some(path) = &args.summary_json {
+        let summary = json!({
+            "status": if result.is_ok() { "ok" } else { "failed" },
+            "exit_code": result.as_ref().err().map_or(0, |e| e.kind().exit_code()),
+            "error": result.as_ref().err().map(|e| e.to_string()),
+            "started_at": now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "elapsed_seconds": started.elapsed().as_secs_f64(),
+            "records": reports.iter().map(|r| r.records).sum::<u64>(),
+            "requests": stats.0,
+            "retries": stats.1,
+            "streams": reports,
+        });
+        let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            tracing::error!(path = %path.display(), error = %e, "Cannot write the summary file.");
+        }
+    }
+    result
+}
+
+async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant, reports: &mut Vec<PartitionReport>, stats: &mut (u64, u64)) -> Result<(), Error> {
     let config = load_config(&args.config)?;
-    let selected: Vec<&'static StreamDef> = match &args.catalog {
-        Some(path) => catalog::selected_streams(path)?,
-        None => STREAMS.iter().filter(|d| d.default_selected).collect(),
+    let selected: Vec<&'static StreamDef> = match (&args.catalog, &args.streams) {
+        (Some(path), _) => catalog::selected_streams(path)?,
+        (None, Some(names)) => catalog::named_streams(names)?,
+        (None, None) => STREAMS.iter().filter(|d| d.default_selected).collect(),
     };
     let override_state = args.state.as_deref().map(State::load_file).transpose()?;
     let client = PostmarkClient::new(&config)?;
@@ -137,7 +170,6 @@ async fn sync(args: SyncArgs) -> Result<(), Error> {
     };
     let handle = SinkHandle::spawn(sink);
     let mut extractor = Extractor::new(&client, &config, &handle, state, now);
-    let mut reports: Vec<PartitionReport> = Vec::new();
     let mut failure = None;
     for def in selected {
         match extractor.sync_stream(def).await {
@@ -151,7 +183,8 @@ async fn sync(args: SyncArgs) -> Result<(), Error> {
     drop(extractor);
     // The sink's own error explains a stopped sink better than the extractor's.
     let sink_result = handle.finish();
-    print_summary(&reports, &client, started);
+    print_summary(reports, &client, started);
+    *stats = (client.stats.requests.load(Ordering::Relaxed), client.stats.retries.load(Ordering::Relaxed));
     sink_result?;
     match failure {
         Some(e) => Err(e.into()),

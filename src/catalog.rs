@@ -86,6 +86,23 @@ fn is_selected(entry: &Value) -> bool {
     from_metadata.or_else(|| entry["selected"].as_bool()).unwrap_or(false)
 }
 
+/// Streams named on the command line (`--streams a,b`), in the connector's order.
+pub fn named_streams(names: &[String]) -> Result<Vec<&'static StreamDef>, CatalogError> {
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|n| !STREAMS.iter().any(|d| d.name == n.trim()))
+        .map(|n| format!("`{}`", n.trim()))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(CatalogError::UnknownStreams {
+            path: PathBuf::from("--streams"),
+            names: unknown.join(", "),
+            known: STREAMS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(STREAMS.iter().filter(|d| names.iter().any(|n| n.trim() == d.name)).collect())
+}
+
 /// The streams a catalog file selects, in the connector's order.
 pub fn selected_streams(path: &Path) -> Result<Vec<&'static StreamDef>, CatalogError> {
     let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {

@@ -29,6 +29,16 @@ pub struct Cli {
     /// Only warnings and errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// Log lines as text, or as JSON objects for log shippers.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The Singer tap convention, for Meltano and other Singer runners.
@@ -66,6 +76,11 @@ pub enum Command {
     },
     /// Sync the selected streams into the destination.
     Sync(SyncArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run a SQL query on a synced DuckDB file and print the result as a table.
     #[cfg(feature = "duckdb")]
     Query {
@@ -94,4 +109,11 @@ pub struct SyncArgs {
     /// DuckDB file or Parquet directory (default: postmark.duckdb, or postmark-parquet/ for Parquet).
     #[arg(long, value_name = "PATH")]
     pub path: Option<PathBuf>,
+    /// Only these streams (comma-separated), instead of a catalog.
+    #[arg(long, value_delimiter = ',', conflicts_with = "catalog", value_name = "NAMES")]
+    pub streams: Option<Vec<String>>,
+    /// Also write the run summary as JSON to this file (written on failure too), for
+    /// orchestrators to alert on.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
 }

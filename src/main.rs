@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use postmark_elt::{app, cli::Cli, error::Error};
+use postmark_elt::cli::{Cli, LogFormat};
+use postmark_elt::{app, error::Error};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -18,12 +19,14 @@ fn main() -> ExitCode {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("postmark_elt={default_level},warn")));
     // Logs go to stderr: stdout carries data (Singer messages, catalogs).
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -254,6 +254,7 @@ fn token_from_environment_is_used_and_never_printed() {
 fn readme_sql_runs_and_config_table_is_complete() {
     let readme = include_str!("../README.md");
     let env = Env::new(yesterday_messages(300));
+    env.fake.generate_events(1);
     let cfg = env.config(two_days_ago(), json!({}));
     assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
     let blocks: Vec<&str> = readme.split("```sql").skip(1).map(|b| b.split("```").next().unwrap()).collect();
@@ -261,7 +262,7 @@ fn readme_sql_runs_and_config_table_is_complete() {
     for sql in blocks {
         let out = env.run(&["query", sql]);
         assert_ok(&out);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("messages"), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("+--"), "{}", text(&out));
     }
     let spec: Value = serde_json::from_slice(&std::process::Command::new(BIN).arg("spec").output().unwrap().stdout).unwrap();
     for key in spec["properties"].as_object().unwrap().keys() {
@@ -278,4 +279,38 @@ fn readme_lists_every_stream() {
         let line = readme.lines().find(|l| l.starts_with(&row) && l.contains("GET ")).unwrap_or_else(|| panic!("README lacks a row for {}", def.name));
         assert!(line.contains(&format!("| `{}` |", def.primary_key.join(", "))), "README key of {} is stale: {line}", def.name);
     }
+}
+
+/// `--streams` picks streams without a catalog (unknown names: exit 9), `--summary-json` writes
+/// the run summary on success and on failure, `--log-format json` writes JSON log lines, and
+/// `completions` prints a script.
+#[test]
+fn streams_flag_summary_json_json_logs_and_completions() {
+    let env = Env::new(yesterday_messages(700));
+    let cfg = env.config(two_days_ago(), json!({"message_streams": ["outbound"]}));
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "messages_outbound,bounces", "--summary-json", "s.json", "--log-format", "json"]);
+    assert_ok(&out);
+    let paths: std::collections::HashSet<String> = env.fake.requests().into_iter().map(|r| r.path).collect();
+    assert!(paths.contains("/bounces") && paths.contains("/messages/outbound") && !paths.contains("/templates"), "{paths:?}");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(env.path("s.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "ok");
+    assert_eq!(summary["exit_code"], 0);
+    let streams = summary["streams"].as_array().unwrap();
+    let messages = streams.iter().find(|s| s["stream"] == "messages_outbound").unwrap();
+    assert_eq!(messages["records"], 700);
+    assert!(messages["bookmark_after"].is_string());
+    assert!(summary["requests"].as_u64().unwrap() > 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let json_lines = stderr.lines().filter(|l| l.starts_with('{')).count();
+    assert!(json_lines > 0 && stderr.lines().filter(|l| l.starts_with('{')).all(|l| serde_json::from_str::<Value>(l).is_ok()), "{stderr}");
+
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "nope", "--summary-json", "f.json"]);
+    assert_eq!(out.status.code(), Some(9));
+    let failed: Value = serde_json::from_str(&std::fs::read_to_string(env.path("f.json")).unwrap()).unwrap();
+    assert_eq!((failed["status"].as_str(), failed["exit_code"].as_u64()), (Some("failed"), Some(9)));
+    assert!(failed["error"].as_str().unwrap().contains("`nope`"));
+
+    let out = env.run(&["completions", "bash"]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("postmark-elt"));
 }

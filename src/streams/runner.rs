@@ -101,9 +101,10 @@ impl SyncError {
 }
 
 /// What one stream partition did, for the run summary.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PartitionReport {
     pub stream: &'static str,
+    #[serde(rename = "server_id")]
     pub server: Option<i64>,
     pub partition: String,
     pub records: u64,
