@@ -6,19 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --locked --quiet --workspace --bins
-bin_dir="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug"
+source scripts/fake-env.sh
 work="${DEMO_DIR:-demo}"
 mkdir -p "$work"
-
-port=$((20000 + RANDOM % 20000))
-"$bin_dir/fake-postmark" --listen "127.0.0.1:$port" --days 14 --per-day 1000 --hot-day 25000 > "$work/fake.log" 2>&1 &
-fake_pid=$!
-trap 'kill $fake_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  grep -q "fake Postmark on" "$work/fake.log" 2>/dev/null && break
-  sleep 0.1
-done
+trap 'kill ${fake_pid:-0} 2>/dev/null || true' EXIT
+start_fake "$work/fake.log" --days 14 --per-day 1000 --hot-day 25000
 
 start=$(date -u -d '15 days ago' +%Y-%m-%d)
 umask 077

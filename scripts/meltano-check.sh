@@ -4,18 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet --workspace --bins
-bin_dir="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug"
+source scripts/fake-env.sh
 work="$(mktemp -d)"
 trap 'kill ${fake_pid:-0} 2>/dev/null || true; rm -rf "$work"' EXIT
 
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet meltano
 
-port=$((20000 + RANDOM % 20000))
-"$bin_dir/fake-postmark" --listen "127.0.0.1:$port" --days 3 --per-day 500 --hot-day 700 > "$work/fake.log" 2>&1 &
-fake_pid=$!
-for _ in $(seq 1 100); do grep -q "fake Postmark on" "$work/fake.log" && break; sleep 0.1; done
+start_fake "$work/fake.log" --days 3 --per-day 500 --hot-day 700
 
 mkdir -p "$work/project/output"
 cat > "$work/project/meltano.yml" <<YAML

@@ -5,18 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet --workspace --bins
-bin_dir="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug"
+source scripts/fake-env.sh
 work="$(mktemp -d)"
 trap 'kill ${fake_pid:-0} 2>/dev/null || true; rm -rf "$work"' EXIT
 
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet target-jsonl
 
-port=$((20000 + RANDOM % 20000))
-"$bin_dir/fake-postmark" --listen "127.0.0.1:$port" --days 3 --per-day 800 --hot-day 1200 > "$work/fake.log" 2>&1 &
-fake_pid=$!
-for _ in $(seq 1 100); do grep -q "fake Postmark on" "$work/fake.log" && break; sleep 0.1; done
+start_fake "$work/fake.log" --days 3 --per-day 800 --hot-day 1200
 
 umask 077
 printf '{"server_token": "fake-server-token-0000", "base_url": "http://127.0.0.1:%s", "start_date": "%s"}\n' \

@@ -283,26 +283,7 @@ impl Sink for DuckdbSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::streams::extract::PageDecoder;
-    use crate::streams::find;
     use chrono::Utc;
-
-    fn info_and_decoder() -> (StreamInfo, PageDecoder) {
-        let def = find("messages_outbound").unwrap();
-        let schema = def.schema().unwrap();
-        let decoder = PageDecoder::new(&schema, crate::streams::extract::Records::Under("Messages"), Utc::now());
-        (
-            StreamInfo {
-                name: def.name.to_string(),
-                arrow: decoder.output_schema(),
-                schema,
-                primary_key: vec!["message_id".to_string()],
-                cursor_field: Some("received_at".to_string()),
-                mode: crate::sinks::LoadMode::Merge,
-            },
-            decoder,
-        )
-    }
 
     fn page(ids: &[&str]) -> String {
         let msgs: Vec<String> = ids
@@ -322,7 +303,7 @@ mod tests {
     fn merge_on_key_and_state_in_one_transaction() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.duckdb");
-        let (info, dec) = info_and_decoder();
+        let (info, dec) = crate::sinks::messages_for_tests();
         let mut state = State::default();
         {
             let mut sink = DuckdbSink::open(&path).unwrap();

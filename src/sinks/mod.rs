@@ -175,6 +175,24 @@ impl SinkHandle {
     }
 }
 
+/// The messages_outbound stream and a decoder for it, for the sinks' unit tests.
+#[cfg(test)]
+pub(crate) fn messages_for_tests() -> (StreamInfo, crate::streams::extract::PageDecoder) {
+    use crate::streams::extract::{PageDecoder, Records};
+    let def = crate::streams::find("messages_outbound").expect("declared");
+    let schema = def.schema().expect("valid schema");
+    let decoder = PageDecoder::new(&schema, Records::Under("Messages"), chrono::Utc::now());
+    let info = StreamInfo {
+        name: def.name.to_string(),
+        arrow: decoder.output_schema(),
+        schema,
+        primary_key: vec!["message_id".to_string()],
+        cursor_field: Some("received_at".to_string()),
+        mode: LoadMode::Merge,
+    };
+    (info, decoder)
+}
+
 /// Opens the destination chosen on the command line.
 pub fn open(kind: DestKind, path: &std::path::Path) -> Result<Box<dyn Sink>, SinkError> {
     match kind {

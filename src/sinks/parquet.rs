@@ -327,8 +327,6 @@ impl Sink for ParquetSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::streams::extract::PageDecoder;
-    use crate::streams::find;
     use chrono::Utc;
 
     fn page(ids: &[(&str, &str)]) -> String {
@@ -359,17 +357,7 @@ mod tests {
     #[test]
     fn partitions_merge_and_state() {
         let dir = tempfile::tempdir().unwrap();
-        let def = find("messages_outbound").unwrap();
-        let schema = def.schema().unwrap();
-        let dec = PageDecoder::new(&schema, crate::streams::extract::Records::Under("Messages"), Utc::now());
-        let info = StreamInfo {
-            name: def.name.to_string(),
-            arrow: dec.output_schema(),
-            schema,
-            primary_key: vec!["message_id".into()],
-            cursor_field: Some("received_at".into()),
-            mode: crate::sinks::LoadMode::Merge,
-        };
+        let (info, dec) = crate::sinks::messages_for_tests();
         let mut state = State::default();
         state.advance("messages_outbound", "outbound", "received_at", Utc::now());
         for round in 0..2 {
@@ -379,10 +367,10 @@ mod tests {
             }
             sink.begin_stream(&info).unwrap();
             let body = page(&[("a", "2026-11-01T23:30:00-05:00"), ("b", "2026-11-02T10:00:00Z"), ("a", "2026-11-01T23:30:00-05:00")]);
-            sink.write(def.name, &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
+            sink.write("messages_outbound", &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
             sink.commit(&state).unwrap();
             // Staged but never committed: must not appear.
-            sink.write(def.name, &dec.decode(page(&[("zz", "2026-11-02T10:00:00Z")]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
+            sink.write("messages_outbound", &dec.decode(page(&[("zz", "2026-11-02T10:00:00Z")]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
             sink.finish().unwrap();
         }
         assert_eq!(read_all(dir.path()), vec!["a", "b"]);

@@ -130,27 +130,15 @@ impl<W: Write + Send> Sink for SingerSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::streams::extract::PageDecoder;
-    use crate::streams::find;
 
     /// SCHEMA, then RECORDs, then STATE; each line one JSON object with the Singer fields.
     #[test]
     fn writes_singer_messages_in_order() {
-        let def = find("messages_outbound").unwrap();
-        let schema = def.schema().unwrap();
-        let dec = PageDecoder::new(&schema, crate::streams::extract::Records::Under("Messages"), Utc::now());
-        let info = StreamInfo {
-            name: def.name.to_string(),
-            arrow: dec.output_schema(),
-            schema,
-            primary_key: vec!["message_id".into()],
-            cursor_field: Some("received_at".into()),
-            mode: crate::sinks::LoadMode::Merge,
-        };
+        let (info, dec) = crate::sinks::messages_for_tests();
         let mut sink = SingerSink::new(Vec::new());
         sink.begin_stream(&info).unwrap();
         let body = r#"{"TotalCount":1,"Messages":[{"MessageID":"m1","ReceivedAt":"2026-01-02T03:04:05.1234567-05:00","Tag":"","TrackOpens":false,"Metadata":{"a":"1"}}]}"#;
-        sink.write(def.name, &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
+        sink.write("messages_outbound", &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
         sink.commit(&State::default()).unwrap();
         let out = String::from_utf8(sink.into_inner()).unwrap();
         let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

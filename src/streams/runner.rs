@@ -192,7 +192,25 @@ struct Ctx<'c> {
     state_key: String,
 }
 
-impl Ctx<'_> {
+impl<'c> Ctx<'c> {
+    fn new(def: &'static StreamDef, decoder: &'c PageDecoder, server: &'c ServerScope, partition: &'c PartitionValue) -> Self {
+        Ctx {
+            def,
+            decoder,
+            server,
+            partition,
+            scope: Scope {
+                server_id: server.id,
+                message_stream: partition.message_stream.clone(),
+            },
+            // Bookmarks of servers reached through the account are kept per server.
+            state_key: match server.id {
+                Some(id) if server.via_account => format!("{id}/{}", partition.label),
+                _ => partition.label.clone(),
+            },
+        }
+    }
+
     fn auth(&self) -> Auth<'_> {
         match self.def.token {
             TokenKind::Server => Auth::Server(&self.server.token),
@@ -326,20 +344,7 @@ impl<'a> Extractor<'a> {
             return Ok(reports);
         }
         for partition in &partitions {
-            let ctx = Ctx {
-                def,
-                decoder,
-                server,
-                partition,
-                scope: Scope {
-                    server_id: server.id,
-                    message_stream: partition.message_stream.clone(),
-                },
-                state_key: match server.id {
-                    Some(id) if server.via_account => format!("{id}/{}", partition.label),
-                    _ => partition.label.clone(),
-                },
-            };
+            let ctx = Ctx::new(def, decoder, server, partition);
             let report = match def.kind {
                 Kind::DateWindows => self.date_windows(&ctx).await?,
                 Kind::EventFeed { per_message_path, tracked_by } => self.event_feed(&ctx, per_message_path, tracked_by).await?,
@@ -1058,17 +1063,7 @@ impl<'a> Extractor<'a> {
         let label = if partitions.len() == 1 { partitions[0].label.clone() } else { "all".to_string() };
         let mut report = empty_report(def, server.id, &label);
         for partition in partitions {
-            let ctx = Ctx {
-                def,
-                decoder,
-                server,
-                partition,
-                scope: Scope {
-                    server_id: server.id,
-                    message_stream: partition.message_stream.clone(),
-                },
-                state_key: partition.label.clone(),
-            };
+            let ctx = Ctx::new(def, decoder, server, partition);
             if !paged {
                 batches.push(self.get_page(&ctx, &ctx.path(None), &ctx.query(Vec::new()), None).await?.batch);
                 continue;

@@ -160,6 +160,21 @@ fn date_range(query: &[(String, String)], error_code: i64) -> Result<Bounds, Res
     Ok(out)
 }
 
+/// `count`, `offset`, `fromdate` and `todate` of a search endpoint.
+struct Search {
+    count: u64,
+    offset: u64,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+#[allow(clippy::result_large_err)]
+fn search(query: &[(String, String)], error_code: i64) -> Result<Search, Response> {
+    let (count, offset) = paging(query, error_code)?;
+    let (from, to) = date_range(query, error_code)?;
+    Ok(Search { count, offset, from, to })
+}
+
 /// The slice of a newest-first list inside `[from, to]` and retention, by binary search.
 fn in_range<T>(all: &[T], at: impl Fn(&T) -> DateTime<Utc>, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>, cutoff: DateTime<Utc>) -> &[T] {
     let now = Utc::now();
@@ -235,12 +250,8 @@ fn outbound_item(m: &Message) -> OutboundItem<'_> {
 }
 
 fn outbound_messages(data: &Data, query: &[(String, String)], cutoff: DateTime<Utc>) -> Response {
-    let (count, offset) = match paging(query, 700) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (from, to) = match date_range(query, 700) {
-        Ok(r) => r,
+    let Search { count, offset, from, to } = match search(query, 700) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     let stream = get(query, "messagestream").unwrap_or("outbound").to_ascii_lowercase();
@@ -369,12 +380,8 @@ fn bounce_name(kind: &str) -> &'static str {
 }
 
 fn bounces(data: &Data, query: &[(String, String)], cutoff: DateTime<Utc>) -> Response {
-    let (count, offset) = match paging(query, 1000) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (from, to) = match date_range(query, 1000) {
-        Ok(r) => r,
+    let Search { count, offset, from, to } = match search(query, 1000) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     let stream = get(query, "messagestream").unwrap_or("outbound").to_ascii_lowercase();
@@ -433,12 +440,8 @@ fn suppressions(data: &Data, stream: &str, cutoff: DateTime<Utc>) -> Response {
 }
 
 fn inbound(data: &Data, query: &[(String, String)], cutoff: DateTime<Utc>) -> Response {
-    let (count, offset) = match paging(query, 700) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (from, to) = match date_range(query, 700) {
-        Ok(r) => r,
+    let Search { count, offset, from, to } = match search(query, 700) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     let status = get(query, "status").unwrap_or("processed");
