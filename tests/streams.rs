@@ -40,8 +40,7 @@ fn all_streams_catalog(env: &Env) -> String {
 fn ts(t: DateTime<Utc>) -> String {
     // DuckDB renders TIMESTAMP as `YYYY-MM-DD HH:MM:SS.ffffff` (trailing zeros of the fraction dropped).
     let s = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-    let s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    s
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn event_keys(events: &[Event], with_link: bool) -> HashSet<String> {

@@ -915,7 +915,7 @@ impl<'a> Extractor<'a> {
             return Ok(report);
         }
         let ids = self.message_ids(ctx, start, end, None).await?;
-        let this = &*self;
+        let this = self;
         let fetched = stream::iter(ids.iter())
             .map(|id| async move {
                 let path = ctx.path(Some(id));
@@ -977,7 +977,7 @@ impl<'a> Extractor<'a> {
         let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
         let records: Vec<Value> = match shape {
             StatsShape::OverviewPerDay => {
-                let this = &*self;
+                let this = self;
                 let per_day: Vec<Value> = stream::iter(days.iter())
                     .map(|day| async move {
                         let d = day.format("%Y-%m-%d").to_string();
@@ -1074,7 +1074,7 @@ impl<'a> Extractor<'a> {
                 return Err(SyncError::TooManyRows { stream: def.name, at: ctx.at(None), total });
             }
             let offsets: Vec<u64> = (MAX_PAGE_SIZE..total).step_by(MAX_PAGE_SIZE as usize).collect();
-            let this = &*self;
+            let this = self;
             let rest: Vec<Page> = stream::iter(offsets)
                 .map(|offset| {
                     let query = ctx.query(vec![("count", MAX_PAGE_SIZE.min(MAX_REACH - offset).to_string()), ("offset", offset.to_string())]);
@@ -1095,8 +1095,9 @@ impl<'a> Extractor<'a> {
             .await
             .map_err(|()| SyncError::SinkStopped(def.name))?;
         self.write(def, batches).await?;
+        let snapshot = self.state().clone();
         self.sink
-            .commit(self.state().clone())
+            .commit(snapshot)
             .await
             .map_err(|()| SyncError::SinkStopped(def.name))?;
         Ok(report)
