@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::catalog;
-use crate::cli::{Cli, Command, SyncArgs};
+use crate::cli::{Cli, Command, SyncArgs, WebhooksCommand};
+use crate::webhooks::install::Installed;
+use crate::webhooks::server::ServeOptions;
 use crate::client::{Auth, BodyError, PostmarkClient};
 use crate::config::{self, Config};
 use crate::error::Error;
@@ -25,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Check { config }) => check(&config).await,
         Some(Command::Discover { config }) => discover(&config),
         Some(Command::Sync(args)) => sync(args).await,
+        Some(Command::Webhooks(cmd)) => webhooks(cmd).await,
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -118,6 +121,78 @@ async fn check(path: &Path) -> Result<(), Error> {
 fn discover(path: &Path) -> Result<(), Error> {
     load_config(path)?;
     print_json(&catalog::discover()?)
+}
+
+fn webhook_secret(config: &Config) -> Result<crate::secret::Secret, Error> {
+    config.webhook_secret.clone().ok_or_else(|| {
+        Error::Config(config::ConfigError::Missing {
+            key: "webhook_secret",
+            fix: "add \"webhook_secret\": \"<a long random string>\" to the config file (e.g. from `openssl rand -hex 24`)".to_string(),
+        })
+    })
+}
+
+fn server_token(config: &Config) -> Result<&crate::secret::Secret, Error> {
+    config.server_token.as_ref().ok_or_else(|| {
+        Error::Config(config::ConfigError::Missing {
+            key: "server_token",
+            fix: "webhooks belong to one server: add its \"server_token\" to the config file".to_string(),
+        })
+    })
+}
+
+async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
+    match cmd {
+        WebhooksCommand::Serve { config, listen, dest, path, spool } => {
+            let config = load_config(&config)?;
+            if dest == DestKind::Singer {
+                return Err(Error::Config(config::ConfigError::Invalid {
+                    key: "--dest",
+                    problem: "singer cannot hold webhook events".to_string(),
+                    fix: "use --dest duckdb or --dest parquet".to_string(),
+                }));
+            }
+            let path = path.unwrap_or_else(|| default_path(dest));
+            let spool = spool.unwrap_or_else(|| {
+                let mut p = path.clone().into_os_string();
+                p.push(".webhook-spool");
+                PathBuf::from(p)
+            });
+            let opts = ServeOptions {
+                listen,
+                dest,
+                path,
+                spool,
+                secret: webhook_secret(&config)?,
+                max_body_bytes: config.webhook_max_body_bytes,
+                merge_every: config.webhook_merge_interval,
+            };
+            crate::webhooks::server::serve(opts).await.map_err(Error::Serve)
+        }
+        WebhooksCommand::Install { config, url, message_stream } => {
+            let config = load_config(&config)?;
+            let secret = webhook_secret(&config)?;
+            let client = PostmarkClient::new(&config)?;
+            match crate::webhooks::install::install(&client, server_token(&config)?, &url, &message_stream, &secret).await? {
+                Installed::Created(id) => println!("OK: webhook {id} created for {url} on message stream {message_stream}, every trigger on"),
+                Installed::Updated(id) => println!("OK: webhook {id} for {url} on message stream {message_stream} updated, every trigger on"),
+            }
+            Ok(())
+        }
+        WebhooksCommand::List { config } => {
+            let config = load_config(&config)?;
+            let client = PostmarkClient::new(&config)?;
+            let hooks = crate::webhooks::install::list(&client, server_token(&config)?, None).await?;
+            for w in hooks {
+                let on: Vec<&str> = w["Triggers"]
+                    .as_object()
+                    .map(|t| t.iter().filter(|(_, v)| v["Enabled"] == true).map(|(k, _)| k.as_str()).collect())
+                    .unwrap_or_default();
+                println!("{}\t{}\t{}\t{}", w["ID"], w["MessageStream"].as_str().unwrap_or("-"), w["Url"].as_str().unwrap_or("-"), on.join(","));
+            }
+            Ok(())
+        }
+    }
 }
 
 fn default_path(dest: DestKind) -> PathBuf {

@@ -76,6 +76,9 @@ pub enum Command {
     },
     /// Sync the selected streams into the destination.
     Sync(SyncArgs),
+    /// Receive Postmark webhooks into the warehouse, and register them with Postmark.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions {
         #[arg(value_enum)]
@@ -116,4 +119,45 @@ pub struct SyncArgs {
     /// orchestrators to alert on.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Run the receiver: every event is on disk before the 200, and merged into the destination
+    /// in batches whenever it is free (a running `sync` holds a DuckDB file).
+    Serve {
+        /// Config file (JSON) with `webhook_secret`.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Address to listen on (put TLS in front of it: a reverse proxy or load balancer).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Destination (DuckDB or Parquet).
+        #[arg(long, value_enum, default_value = "duckdb")]
+        dest: DestKind,
+        /// DuckDB file or Parquet directory (default: postmark.duckdb / postmark-parquet).
+        #[arg(long, value_name = "PATH")]
+        path: Option<PathBuf>,
+        /// Spool directory (default: <path>.webhook-spool).
+        #[arg(long, value_name = "DIR")]
+        spool: Option<PathBuf>,
+    },
+    /// Register (or update) the receiver's URL with every trigger on.
+    Install {
+        /// Config file (JSON) with `webhook_secret`.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Public HTTPS URL of the receiver.
+        #[arg(long)]
+        url: String,
+        /// Message stream to attach it to.
+        #[arg(long, default_value = "outbound")]
+        message_stream: String,
+    },
+    /// Show the webhooks registered on the server.
+    List {
+        /// Config file (JSON).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }

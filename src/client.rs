@@ -288,8 +288,22 @@ impl PostmarkClient {
         query: &[(&str, String)],
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Result<T, ClientError> {
+        self.request(reqwest::Method::GET, auth, path, query, None, parse).await
+    }
+
+    /// Any request; `body` is sent as JSON. Writes (POST/PUT) are retried like reads: the only
+    /// writes here are idempotent webhook registrations.
+    pub async fn request<T>(
+        &self,
+        method: reqwest::Method,
+        auth: Auth<'_>,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
+    ) -> Result<T, ClientError> {
         let url = self.url(path, query);
-        let request = format!("GET {}{}", url.path(), url.query().map(|q| format!("?{q}")).unwrap_or_default());
+        let request = format!("{method} {}{}", url.path(), url.query().map(|q| format!("?{q}")).unwrap_or_default());
         let (token, secret) = match auth {
             Auth::Server(secret) => (TokenKind::Server, secret),
             Auth::Account => (TokenKind::Account, self.account_token.as_ref().ok_or(ClientError::NoAccountToken)?),
@@ -308,7 +322,7 @@ impl PostmarkClient {
                 // The permit is held only while the request is in flight, not while backing off.
                 let _slot = self.limiter.acquire().await;
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                self.attempt(&url, &request, token, secret).await
+                self.attempt(&method, &url, body, &request, token, secret).await
             };
             match &outcome {
                 Ok(_) => self.limiter.on_success(),
@@ -360,7 +374,7 @@ impl PostmarkClient {
         }
     }
 
-    async fn attempt(&self, url: &Url, request: &str, token: TokenKind, secret: &Secret) -> Result<Vec<u8>, Attempt> {
+    async fn attempt(&self, method: &reqwest::Method, url: &Url, body: Option<&serde_json::Value>, request: &str, token: TokenKind, secret: &Secret) -> Result<Vec<u8>, Attempt> {
         let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
             Attempt::Fatal(ClientError::Unauthorized {
                 request: request.to_string(),
@@ -371,10 +385,13 @@ impl PostmarkClient {
             })
         })?;
         value.set_sensitive(true);
-        let response = self
-            .http
-            .get(url.clone())
-            .header(token.header(), value)
+        let mut builder = self.http.request(method.clone(), url.clone()).header(token.header(), value);
+        if let Some(body) = body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let response = builder
             .send()
             .await
             .map_err(|e| transport_failure(&e))?;

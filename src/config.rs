@@ -71,6 +71,10 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_retries: u32,
     pub retry_initial_delay: Duration,
+    /// Shared secret of the webhook receiver (basic-auth password or `X-Webhook-Secret`).
+    pub webhook_secret: Option<Secret>,
+    pub webhook_max_body_bytes: usize,
+    pub webhook_merge_interval: Duration,
 }
 
 /// Every key the config accepts, with its JSON Schema: the single source for `spec` and for the
@@ -111,7 +115,13 @@ pub fn spec() -> Value {
             "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 8,
                 "description": "Retries of one request on 429, 5xx, timeouts and connection errors."},
             "retry_initial_delay_ms": {"type": "integer", "minimum": 1, "maximum": 600000, "default": 500,
-                "description": "First retry delay; it doubles (with jitter) up to 60 s, or follows Retry-After."}
+                "description": "First retry delay; it doubles (with jitter) up to 60 s, or follows Retry-After."},
+            "webhook_secret": {"type": "string", "secret": true, "airbyte_secret": true, "minLength": 16,
+                "description": "For `webhooks serve` and `webhooks install`: the shared secret Postmark sends as the basic-auth password (or in an X-Webhook-Secret header)."},
+            "webhook_max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 104857600, "default": 52428800,
+                "description": "Largest webhook body accepted (inbound mail with attachments is the largest); bigger gets HTTP 413."},
+            "webhook_merge_interval_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 5,
+                "description": "How often spooled webhook events are merged into the destination."}
         }
     })
 }
@@ -185,6 +195,12 @@ impl Config {
             });
         }
 
+        let webhook_secret = match opt_string(map, "webhook_secret")? {
+            Some(s) if s.trim().len() < 16 => {
+                return Err(invalid("webhook_secret", "is shorter than 16 characters", "use a long random string, e.g. the output of `openssl rand -hex 24`"));
+            }
+            other => other.map(|s| Secret::new(s.trim())),
+        };
         let start_raw = opt_string(map, "start_date")?.ok_or_else(|| ConfigError::Missing {
             key: "start_date",
             fix: "add \"start_date\": \"YYYY-MM-DD\" (the first day to sync) to the config file".to_string(),
@@ -270,6 +286,9 @@ impl Config {
                 request_timeout: Duration::from_secs(int_in(map, "request_timeout_seconds", 1, 3600, 60)? as u64),
                 max_retries: int_in(map, "max_retries", 0, 100, 8)? as u32,
                 retry_initial_delay: Duration::from_millis(int_in(map, "retry_initial_delay_ms", 1, 600_000, 500)? as u64),
+                webhook_secret,
+                webhook_max_body_bytes: int_in(map, "webhook_max_body_bytes", 1024, 104_857_600, 52_428_800)? as usize,
+                webhook_merge_interval: Duration::from_secs(int_in(map, "webhook_merge_interval_seconds", 1, 3600, 5)? as u64),
             },
             warnings,
         })

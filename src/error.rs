@@ -24,6 +24,8 @@ pub enum Error {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Serve(#[from] crate::webhooks::server::ServeError),
     #[error("writing to stdout: {0}")]
     Stdout(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
@@ -96,6 +98,10 @@ impl Error {
             Error::Sink(e) => sink_kind(e),
             Error::Schema(_) | Error::Runtime(_) => ErrorKind::Internal,
             Error::Stdout(_) => ErrorKind::Destination,
+            Error::Serve(crate::webhooks::server::ServeError::Listen { .. }) => ErrorKind::Config,
+            Error::Serve(crate::webhooks::server::ServeError::Sink(e)) => sink_kind(e),
+            Error::Serve(crate::webhooks::server::ServeError::Spool { .. }) => ErrorKind::Destination,
+            Error::Serve(crate::webhooks::server::ServeError::Server(_)) => ErrorKind::Internal,
         }
     }
 }

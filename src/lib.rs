@@ -19,3 +19,4 @@ pub mod secret;
 pub mod sinks;
 pub mod state;
 pub mod streams;
+pub mod webhooks;

@@ -175,6 +175,8 @@ pub(crate) struct Data {
     pub(crate) clicks: Vec<Event>,
     pub(crate) bounces: Vec<Bounce>,
     pub(crate) inbound: Vec<Inbound>,
+    /// Webhook configurations (`None` until first read: then the two defaults).
+    pub(crate) webhooks: Option<Vec<serde_json::Value>>,
 }
 
 impl Data {
@@ -448,6 +450,10 @@ impl DataMut<'_> {
     pub fn add_inbound(&mut self, inbound: Vec<Inbound>) {
         self.0.inbound.extend(inbound);
     }
+    /// The webhook configurations as `GET /webhooks` would list them.
+    pub fn webhooks(&mut self) -> Vec<serde_json::Value> {
+        routes::webhooks_of(self.0).clone()
+    }
 }
 
 impl Drop for FakePostmark {
@@ -519,6 +525,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let path = req.uri().path().trim_end_matches('/').to_ascii_lowercase();
     let query = query_map(&req);
     let headers = req.headers().clone();
+    let method = req.method().clone();
+    let target = format!("{path}?{}", req.uri().query().unwrap_or_default()).to_ascii_lowercase();
+    let body = axum::body::to_bytes(req.into_body(), 64 << 20).await.unwrap_or_default();
     let token_ok = shared
         .server_by_token(headers.get("x-postmark-server-token").and_then(|v| v.to_str().ok()))
         .is_some();
@@ -527,7 +536,6 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == shared.config.account_token);
 
-    let target = format!("{path}?{}", req.uri().query().unwrap_or_default()).to_ascii_lowercase();
     let fault = {
         let mut log = shared.log();
         let pos = log.faults.iter().position(|(matcher, _)| target.contains(matcher.as_str()));
@@ -537,13 +545,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         tokio::time::sleep(shared.config.latency).await;
     }
     let response = match fault {
-        Some(f) => serve_fault(f, &shared, &path, &query, &headers, req.method()).await,
-        None => routes::route(&shared, req.method(), &path, &query, &headers),
+        Some(f) => serve_fault(f, &shared, &path, &query, &headers, &method, &body).await,
+        None => routes::route(&shared, &method, &path, &query, &headers, &body),
     };
     let mut log = shared.log();
     if !log.off {
         log.requests.push(RecordedRequest {
-            method: req.method().to_string(),
+            method: method.to_string(),
             path: path.clone(),
             query,
             server_token_ok: token_ok,
@@ -556,7 +564,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     response
 }
 
-async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, String)], headers: &HeaderMap, method: &Method) -> Response {
+async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, String)], headers: &HeaderMap, method: &Method, body: &[u8]) -> Response {
     match f {
         Fault::RateLimited { retry_after } => {
             let mut r = api_error(StatusCode::TOO_MANY_REQUESTS, 429, "Rate Limit Exceeded");
@@ -572,12 +580,12 @@ async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, St
         Fault::Status(503) => api_error(StatusCode::SERVICE_UNAVAILABLE, 100, "Maintenance."),
         Fault::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY).into_response(),
         Fault::TruncatedJson => {
-            let full = routes::route(shared, method, path, query, headers);
+            let full = routes::route(shared, method, path, query, headers, body);
             let bytes = axum::body::to_bytes(full.into_body(), usize::MAX).await.unwrap_or_default();
             json_response(String::from_utf8_lossy(&bytes[..bytes.len() / 2]).into_owned())
         }
         Fault::ResetMidBody => {
-            let full = routes::route(shared, method, path, query, headers);
+            let full = routes::route(shared, method, path, query, headers, body);
             let bytes = axum::body::to_bytes(full.into_body(), usize::MAX).await.unwrap_or_default();
             let half = bytes.slice(..bytes.len() / 2);
             let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
@@ -594,7 +602,7 @@ async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, St
         Fault::Body(body) => json_response(body),
         Fault::Hang(d) => {
             tokio::time::sleep(d).await;
-            routes::route(shared, method, path, query, headers)
+            routes::route(shared, method, path, query, headers, body)
         }
     }
 }

@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 
 use crate::{Bound, Data, Event, MAX_COUNT, MAX_REACH, Message, Server, Shared, api_error, get, json_response, parse_eastern, postmark_timestamp, stats};
 
-pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(String, String)], headers: &HeaderMap) -> Response {
-    if method != Method::GET {
-        return api_error(StatusCode::METHOD_NOT_ALLOWED, 0, "Only GET endpoints are faked.");
+pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(String, String)], headers: &HeaderMap, body: &[u8]) -> Response {
+    let writes_webhooks = path == "/webhooks" || path.starts_with("/webhooks/");
+    if method != Method::GET && !(writes_webhooks && (method == Method::POST || method == Method::PUT)) {
+        return api_error(StatusCode::METHOD_NOT_ALLOWED, 0, "Only GET endpoints (and webhook writes) are faked.");
     }
     let account_paths = ["/servers", "/domains", "/senders"];
     if account_paths.iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
@@ -33,8 +34,11 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
             "Request does not contain a valid Server token. Please see the API reference for more information.",
         );
     };
-    let data = server.lock();
+    let mut data = server.lock();
     let cutoff = shared.cutoff();
+    if writes_webhooks && method != Method::GET {
+        return write_webhook(&mut data, method, path, body);
+    }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["server"] => json_response(server_json(&server, true).to_string()),
@@ -50,7 +54,20 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
         ["bounces"] => bounces(&data, query, cutoff),
         ["deliverystats"] => delivery_stats(&data, cutoff),
         ["templates"] => templates(&server, query),
-        ["webhooks"] => webhooks(),
+        ["webhooks"] => {
+            let stream = get(query, "messagestream").map(str::to_string);
+            if let Some(s) = &stream
+                && !stream_exists(&data, s)
+            {
+                return unknown_stream();
+            }
+            let hooks: Vec<Value> = webhooks_of(&mut data)
+                .iter()
+                .filter(|w| stream.as_deref().is_none_or(|s| w["MessageStream"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(s))))
+                .cloned()
+                .collect();
+            json_response(json!({"Webhooks": hooks}).to_string())
+        }
         ["stats", "outbound", rest @ ..] => stats::respond(&data, &rest.join("/"), query),
         _ => api_error(StatusCode::NOT_FOUND, 0, "Not found (the fake does not serve this path)."),
     }
@@ -491,18 +508,53 @@ fn templates(server: &Server, query: &[(String, String)]) -> Response {
 pub const WEBHOOK_PASSWORD: &str = "webhook-pass-9f8e7d";
 pub const WEBHOOK_HEADER_VALUE: &str = "header-secret-1a2b3c";
 
-fn webhooks() -> Response {
-    json_response(
-        json!({"Webhooks": [
-            {"ID": 4431207, "Url": "https://hooks.shop.example/postmark", "MessageStream": "outbound",
+/// The server's webhook configurations, starting with two (one holding credentials).
+pub(crate) fn webhooks_of(data: &mut Data) -> &mut Vec<Value> {
+    data.webhooks.get_or_insert_with(|| {
+        vec![
+            json!({"ID": 4431207, "Url": "https://hooks.shop.example/postmark", "MessageStream": "outbound",
              "HttpAuth": {"Username": "hooks", "Password": WEBHOOK_PASSWORD},
              "HttpHeaders": [{"Name": "X-Secret", "Value": WEBHOOK_HEADER_VALUE}],
              "Triggers": {"Open": {"Enabled": true, "PostFirstOpenOnly": false}, "Click": {"Enabled": true},
                 "Delivery": {"Enabled": true}, "Bounce": {"Enabled": true, "IncludeContent": false},
-                "SpamComplaint": {"Enabled": true, "IncludeContent": false}, "SubscriptionChange": {"Enabled": false}}},
-            {"ID": 4431208, "Url": "https://hooks.shop.example/bounces", "MessageStream": "broadcast",
-             "Triggers": {"Bounce": {"Enabled": true, "IncludeContent": true}}}
-        ]})
-        .to_string(),
-    )
+                "SpamComplaint": {"Enabled": true, "IncludeContent": false}, "SubscriptionChange": {"Enabled": false}}}),
+            json!({"ID": 4431208, "Url": "https://hooks.shop.example/bounces", "MessageStream": "broadcast",
+             "Triggers": {"Bounce": {"Enabled": true, "IncludeContent": true}}}),
+        ]
+    })
+}
+
+/// `POST /webhooks` (create) and `PUT /webhooks/{id}` (update), answering with the webhook.
+fn write_webhook(data: &mut Data, method: &Method, path: &str, body: &[u8]) -> Response {
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, 402, "Received invalid JSON input.");
+    };
+    if method == Method::POST {
+        let Some(url) = fields.get("Url").and_then(Value::as_str) else {
+            return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1350, "The 'Url' field is required.");
+        };
+        let stream = fields.get("MessageStream").and_then(Value::as_str).unwrap_or("outbound").to_string();
+        if !stream_exists(data, &stream) {
+            return unknown_stream();
+        }
+        let hooks = webhooks_of(data);
+        let id = hooks.iter().filter_map(|w| w["ID"].as_i64()).max().unwrap_or(4431200) + 1;
+        let mut hook = Value::Object(fields.clone());
+        hook["ID"] = json!(id);
+        hook["Url"] = json!(url);
+        hook["MessageStream"] = json!(stream);
+        hooks.push(hook.clone());
+        return json_response(hook.to_string());
+    }
+    let id: Option<i64> = path.trim_start_matches("/webhooks/").parse().ok();
+    let hooks = webhooks_of(data);
+    let Some(hook) = hooks.iter_mut().find(|w| w["ID"].as_i64() == id) else {
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1352, "The webhook was not found.");
+    };
+    for (k, v) in fields {
+        if k != "ID" && k != "MessageStream" {
+            hook[k.as_str()] = v;
+        }
+    }
+    json_response(hook.to_string())
 }

@@ -1,0 +1,217 @@
+//! `webhooks serve`: the HTTP endpoint Postmark posts to.
+//!
+//! 200 only after the event is in the spool and fsynced; 401 without the shared secret (basic
+//! auth password or the `X-Webhook-Secret` header, compared in constant time); 413 above the
+//! body limit; 400 for a body that is not a Postmark event. SIGTERM or Ctrl-C stops accepting,
+//! drains the requests in flight, then merges what is spooled.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::secret::Secret;
+use crate::sinks::{DestKind, SinkError};
+use crate::webhooks::spool::{self, SpoolWriter};
+use crate::webhooks::{classify, slim};
+
+/// How the receiver runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub dest: DestKind,
+    pub path: PathBuf,
+    pub spool: PathBuf,
+    pub secret: Secret,
+    pub max_body_bytes: usize,
+    pub merge_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}; pick another --listen address")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot use the spool directory {path}: {source}")]
+    Spool { path: PathBuf, source: std::io::Error },
+    #[error("the webhook server failed: {0}")]
+    Server(std::io::Error),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+struct App {
+    spool: SpoolWriter,
+    secret: Secret,
+}
+
+fn authorized(headers: &HeaderMap, secret: &Secret) -> bool {
+    let expected = secret.expose().as_bytes();
+    let matches = |given: &[u8]| bool::from(given.ct_eq(expected));
+    if let Some(v) = headers.get("x-webhook-secret") {
+        return matches(v.as_bytes());
+    }
+    let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim()) else {
+        return false;
+    };
+    // Any user name; the password is the secret.
+    let password = decoded.splitn(2, |b| *b == b':').nth(1).unwrap_or_default();
+    matches(password)
+}
+
+async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&headers, &app.secret) {
+        tracing::warn!("Webhook refused: missing or wrong credentials.");
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"postmark-elt\"")], "unauthorized\n").into_response();
+    }
+    let mut event: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, bytes = body.len(), "Webhook refused: the body is not JSON.");
+            return (StatusCode::BAD_REQUEST, format!("malformed JSON: {e}\n")).into_response();
+        }
+    };
+    let table = match classify(&event) {
+        Ok(t) => t,
+        Err(problem) => {
+            tracing::warn!(problem = %problem, "Webhook refused: not a Postmark event.");
+            return (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response();
+        }
+    };
+    slim(&mut event);
+    let line = json!({"t": table.name, "at": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true), "e": event});
+    match app.spool.append(line.to_string().into_bytes()).await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        // Not acknowledged: Postmark retries later.
+        Err(e) => {
+            tracing::error!(error = %e, "Webhook not stored.");
+            (StatusCode::SERVICE_UNAVAILABLE, "not stored, retry\n").into_response()
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C. The handlers are registered when this is called, so a signal
+/// sent right after startup is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        let term = async {
+            match terminate.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        let ctrl_c = async {
+            ctrl_c.await.ok();
+        };
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
+        }
+        tracing::info!("Stopping: finishing the requests in flight.");
+    }
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let stop = shutdown_signal();
+    let (rotated_tx, rotated_rx) = mpsc::channel::<()>();
+    let spool = SpoolWriter::start(&opts.spool, opts.merge_every, rotated_tx).map_err(|source| ServeError::Spool {
+        path: opts.spool.clone(),
+        source,
+    })?;
+    // The merger: loads segments whenever the destination is free; a busy one is tried again.
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let merger = {
+        let (dir, dest, path, every) = (opts.spool.clone(), opts.dest, opts.path.clone(), opts.merge_every);
+        std::thread::Builder::new()
+            .name("merge".to_string())
+            .spawn(move || {
+                loop {
+                    let stopping = stop_rx.recv_timeout(every).is_ok() || matches!(stop_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+                    while rotated_rx.try_recv().is_ok() {}
+                    match spool::merge(&dir, dest, &path) {
+                        Ok(m) if m.events > 0 => tracing::info!(events = m.events, segments = m.segments, "Webhook events merged."),
+                        Ok(_) => {}
+                        Err(SinkError::Locked { .. }) => tracing::info!("Destination busy (a sync holds it); webhook events stay spooled and are merged later."),
+                        Err(e) => tracing::error!(error = %e, "Merging webhook events failed; they stay spooled."),
+                    }
+                    if stopping {
+                        break;
+                    }
+                }
+            })
+            .map_err(ServeError::Server)?
+    };
+    let app = Arc::new(App {
+        spool,
+        secret: opts.secret.clone(),
+    });
+    let router = Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .fallback(post(receive).with_state(app.clone()))
+        .layer(DefaultBodyLimit::max(opts.max_body_bytes));
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: opts.listen, source })?;
+    let local = listener.local_addr().map_err(ServeError::Server)?;
+    tracing::info!(listen = %local, "Receiving Postmark webhooks.");
+    // Printed for scripts that start the receiver on port 0.
+    eprintln!("listening on http://{local}");
+    let served = axum::serve(listener, router).with_graceful_shutdown(stop).await;
+    // Every accepted event is on disk; close the spool (rotating the last file) and merge.
+    app.spool.close();
+    stop_tx.send(()).ok();
+    merger.join().ok();
+    served.map_err(ServeError::Server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    /// The secret is accepted as a header or as the basic-auth password, nothing else.
+    #[test]
+    fn credentials() {
+        let secret = Secret::new("s3cret");
+        let mut h = HeaderMap::new();
+        assert!(!authorized(&h, &secret));
+        h.insert("x-webhook-secret", HeaderValue::from_static("s3cret"));
+        assert!(authorized(&h, &secret));
+        h.insert("x-webhook-secret", HeaderValue::from_static("s3cre"));
+        assert!(!authorized(&h, &secret));
+        let mut h = HeaderMap::new();
+        let basic = base64::engine::general_purpose::STANDARD.encode("postmark:s3cret");
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {basic}")).unwrap());
+        assert!(authorized(&h, &secret));
+        let wrong = base64::engine::general_purpose::STANDARD.encode("postmark:nope");
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {wrong}")).unwrap());
+        assert!(!authorized(&h, &secret));
+    }
+}
