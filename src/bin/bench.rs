@@ -151,6 +151,92 @@ struct Args {
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Only the webhook receiver's load test.
+    #[arg(long)]
+    webhooks_only: bool,
+}
+
+struct HookLoad {
+    events: u64,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    merged: u64,
+}
+
+/// Starts the receiver in a child process and posts `count` distinct open events from 64
+/// connections on loopback (at most 60 s), then stops it (SIGTERM) and counts the merged rows.
+fn webhook_load(count: u64) -> Result<HookLoad, String> {
+    let dir = tempfile_dir();
+    let secret = "bench-secret-0123456789abcdef";
+    let config = dir.join("config.json");
+    let cfg = serde_json::json!({"server_token": "unused-here", "start_date": "2026-01-01", "webhook_secret": secret, "webhook_merge_interval_seconds": 2});
+    std::fs::write(&config, cfg.to_string()).map_err(|e| e.to_string())?;
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let db = dir.join("hooks.duckdb");
+    let mut child = Command::new(me)
+        .args(["child", "webhooks", "serve", "-q", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--path")
+        .arg(&db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let url = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+        .ok_or("the receiver did not start")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let latencies: Vec<f64> = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (client, url, next) = (client.clone(), url.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count || started.elapsed() > Duration::from_secs(60) {
+                        break;
+                    }
+                    let body = serde_json::json!({"RecordType": "Open", "MessageID": format!("m-{}", i / 1000), "Recipient": "r@example.net",
+                        "ReceivedAt": format!("2026-01-01T00:{:02}:{:02}.{:07}Z", (i / 60) % 60, i % 60, i), "MessageStream": "outbound"});
+                    let t = Instant::now();
+                    let ok = client.post(&url).basic_auth("postmark", Some(secret)).body(body.to_string()).send().await.is_ok_and(|r| r.status().is_success());
+                    if ok {
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+                lat
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap_or_default());
+        }
+        all
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().map_err(|e| e.to_string())?;
+    child.wait().map_err(|e| e.to_string())?;
+    let merged = duckdb::Connection::open(&db)
+        .and_then(|c| c.query_row("SELECT count(*) FROM webhook_opens", [], |r| r.get::<_, i64>(0)))
+        .map_err(|e| e.to_string())? as u64;
+    std::fs::remove_dir_all(&dir).ok();
+    let mut sorted = latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+    let pct = |p: f64| sorted.get(((sorted.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0.0);
+    Ok(HookLoad {
+        events: latencies.len() as u64,
+        rate: latencies.len() as f64 / seconds,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        merged,
+    })
 }
 
 fn child(args: Vec<String>) -> ExitCode {
@@ -177,6 +263,20 @@ fn main() -> ExitCode {
         return child(argv.split_off(2));
     }
     let args = Args::parse();
+    if args.webhooks_only {
+        return match webhook_load(if args.quick { 10_000 } else { 50_000 }) {
+            Ok(h) => {
+                println!("webhooks: {} events from 64 connections, {:.0} events/s acknowledged durable, p50 {:.1} ms, p99 {:.1} ms, {} rows merged", h.events, h.rate, h.p50_ms, h.p99_ms, h.merged);
+                let ok = h.rate >= 5_000.0 && h.merged == h.events;
+                println!("{} webhooks: {:.0} events/s >= 5,000 durable, all merged", if ok { "PASS" } else { "FAIL" }, h.rate);
+                if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (sizes, runs) = if args.quick { (vec![20_000u64, 100_000], 1) } else { (vec![100_000u64, 1_000_000], args.runs) };
     println!("postmark-elt benchmark: {} cores, {runs} run(s) per figure, medians; fake API in-process, answering instantly", std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!("{:<8} {:>9} {:>12} {:>12} {:>20}", "dest", "records", "records/s", "peak RSS", "requests / minimum");
@@ -230,6 +330,18 @@ fn main() -> ExitCode {
         latency.minimum
     );
 
+    let hooks = match webhook_load(if args.quick { 10_000 } else { 50_000 }) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "webhooks: {} events from 64 connections, {:.0} events/s acknowledged durable, p50 {:.1} ms, p99 {:.1} ms, {} rows merged",
+        hooks.events, hooks.rate, hooks.p50_ms, hooks.p99_ms, hooks.merged
+    );
+
     let big = *sizes.last().unwrap_or(&0);
     let small = sizes[0];
     let find = |dest: &str, size: u64| rows.iter().find(|r| r.dest == dest && r.records.abs_diff(size) <= 2);
@@ -253,6 +365,8 @@ fn main() -> ExitCode {
         }
     }
     target(format!("latency: {:.0}% of the ideal >= 80%", 100.0 * latency.rate() / ideal), latency.rate() >= 0.8 * ideal);
+    target(format!("webhooks: {:.0} events/s >= 5,000 durable", hooks.rate), hooks.rate >= 5_000.0);
+    target(format!("webhooks: all {} acknowledged events merged", hooks.events), hooks.merged == hooks.events);
     for r in rows.iter().chain(std::iter::once(&latency)) {
         target(format!("{} {} records: requests {:.0} <= 1.05 x minimum {}", r.dest, r.records, r.requests(), r.minimum), r.requests() <= 1.05 * r.minimum as f64);
     }

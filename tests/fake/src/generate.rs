@@ -52,6 +52,7 @@ pub fn message(rng: &mut StdRng, stream: &str, t: DateTime<Utc>) -> Message {
         subject: if rng.random_bool(0.05) { String::new() } else { "Your receipt".to_string() },
         track_opens: rng.random_bool(0.7),
         metadata,
+        rendered: Default::default(),
     }
 }
 
@@ -139,6 +140,7 @@ pub fn event(rng: &mut StdRng, m: &Message, recipient: &str, at: DateTime<Utc>, 
         is_click,
         link: format!("https://shop.example/p/{}", rng.random_range(1..4)),
         location: if rng.random_bool(0.8) { "HTML".to_string() } else { "Text".to_string() },
+        rendered: Default::default(),
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Message {
     pub subject: String,
     pub track_opens: bool,
     pub metadata: Vec<(String, String)>,
+    /// The JSON of the search item, rendered once (pages are then cheap to serve, so benchmarks
+    /// measure the connector, not the fake).
+    pub rendered: std::sync::OnceLock<String>,
 }
 
 /// An open (`is_click == false`) or a click event.
@@ -64,6 +67,8 @@ pub struct Event {
     pub link: String,
     /// `HTML` or `Text`.
     pub location: String,
+    /// The JSON of the event, rendered once.
+    pub rendered: std::sync::OnceLock<String>,
 }
 
 #[derive(Debug, Clone)]

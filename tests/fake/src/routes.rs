@@ -278,8 +278,13 @@ fn outbound_messages(data: &Data, query: &[(String, String)], cutoff: DateTime<U
     let empty = Vec::new();
     let all = data.messages.get(&stream).unwrap_or(&empty);
     let matching = in_range(all, |m| m.received_at, from, to, cutoff);
-    let items: Vec<OutboundItem<'_>> = matching.iter().skip(offset as usize).take(count as usize).map(outbound_item).collect();
-    json_response(json!({"TotalCount": matching.len(), "Messages": items}).to_string())
+    let items: Vec<&str> = matching
+        .iter()
+        .skip(offset as usize)
+        .take(count as usize)
+        .map(|m| m.rendered.get_or_init(|| serde_json::to_string(&outbound_item(m)).unwrap_or_default()).as_str())
+        .collect();
+    json_response(format!("{{\"TotalCount\":{},\"Messages\":[{}]}}", matching.len(), items.join(",")))
 }
 
 fn event_json(e: &Event) -> Value {
@@ -333,8 +338,13 @@ fn events_list(all: &[Event], query: &[(String, String)], cutoff: DateTime<Utc>,
         .filter(|e| e.stream.eq_ignore_ascii_case(&stream))
         .filter(|e| recipient.is_none_or(|r| e.recipient.eq_ignore_ascii_case(r)))
         .collect();
-    let items: Vec<Value> = matching.iter().skip(offset as usize).take(count as usize).map(|e| event_json(e)).collect();
-    json_response(json!({"TotalCount": matching.len(), key: items}).to_string())
+    let items: Vec<&str> = matching
+        .iter()
+        .skip(offset as usize)
+        .take(count as usize)
+        .map(|e| e.rendered.get_or_init(|| event_json(e).to_string()).as_str())
+        .collect();
+    json_response(format!("{{\"TotalCount\":{},\"{key}\":[{}]}}", matching.len(), items.join(",")))
 }
 
 fn events_of_message(all: &[Event], id: &str, query: &[(String, String)], cutoff: DateTime<Utc>, key: &str) -> Response {
