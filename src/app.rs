@@ -28,6 +28,13 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Discover { config }) => discover(&config),
         Some(Command::Sync(args)) => sync(args).await,
         Some(Command::Webhooks(cmd)) => webhooks(cmd).await,
+        #[cfg(feature = "duckdb")]
+        Some(Command::Report { path, out }) => {
+            let html = crate::report::render(&path)?;
+            std::fs::write(&out, html).map_err(|source| Error::Sink(sinks::SinkError::Io { path: out.clone(), source }))?;
+            println!("OK: wrote {}", out.display());
+            Ok(())
+        }
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -62,6 +69,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 path: None,
                 streams: None,
                 summary_json: None,
+                progress_seconds: 10,
             })
             .await
         }
@@ -246,8 +254,34 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
     let handle = SinkHandle::spawn(sink);
     let mut extractor = Extractor::new(&client, &config, &handle, state, now);
     let mut failure = None;
+    // A progress line every --progress-seconds (cron logs and terminals alike) while the sync runs.
+    let current: std::sync::Arc<std::sync::Mutex<&'static str>> = std::sync::Arc::new(std::sync::Mutex::new(""));
+    let progress = {
+        let (rows, stats, current) = (handle.rows_sent.clone(), client.stats.clone(), current.clone());
+        let every = std::time::Duration::from_secs(args.progress_seconds);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let stream = current.lock().map(|s| *s).unwrap_or_default();
+                tracing::info!(
+                    stream,
+                    rows = rows.load(Ordering::Relaxed),
+                    requests = stats.requests.load(Ordering::Relaxed),
+                    retries = stats.retries.load(Ordering::Relaxed),
+                    elapsed_s = started.elapsed().as_secs(),
+                    "Progress."
+                );
+            }
+        })
+    };
     for def in selected {
-        match extractor.sync_stream(def).await {
+        if let Ok(mut c) = current.lock() {
+            *c = def.name;
+        }
+        let outcome = extractor.sync_stream(def).await;
+        match outcome {
             Ok(r) => reports.extend(r),
             Err(e) => {
                 failure = Some(e);
@@ -255,6 +289,7 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
             }
         }
     }
+    progress.abort();
     drop(extractor);
     // The sink's own error explains a stopped sink better than the extractor's.
     let sink_result = handle.finish();

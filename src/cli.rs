@@ -79,6 +79,17 @@ pub enum Command {
     /// Receive Postmark webhooks into the warehouse, and register them with Postmark.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Write a self-contained HTML page of charts (funnel per day, bounce types, opens by
+    /// platform and by client) from a synced DuckDB file.
+    #[cfg(feature = "duckdb")]
+    Report {
+        /// DuckDB file.
+        #[arg(long, value_name = "PATH", default_value = "postmark.duckdb")]
+        path: PathBuf,
+        /// HTML file to write.
+        #[arg(long, value_name = "FILE", default_value = "report.html")]
+        out: PathBuf,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions {
         #[arg(value_enum)]
@@ -119,6 +130,9 @@ pub struct SyncArgs {
     /// orchestrators to alert on.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
+    /// Seconds between progress lines on stderr.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub progress_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -234,7 +234,7 @@ pub struct PostmarkClient {
     max_retries: u32,
     retry_initial_delay: Duration,
     limiter: Arc<AdaptiveLimit>,
-    pub stats: ClientStats,
+    pub stats: Arc<ClientStats>,
 }
 
 enum Attempt {
@@ -264,7 +264,7 @@ impl PostmarkClient {
             max_retries: config.max_retries,
             retry_initial_delay: config.retry_initial_delay,
             limiter: Arc::new(AdaptiveLimit::new(config.max_concurrency)),
-            stats: ClientStats::default(),
+            stats: Arc::default(),
         })
     }
 

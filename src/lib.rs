@@ -14,6 +14,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+#[cfg(feature = "duckdb")]
+pub mod report;
 pub mod schema;
 pub mod secret;
 pub mod sinks;

@@ -186,12 +186,15 @@ fn concurrent_runs_are_refused() {
     };
     let env = Env::with_config(config, yesterday_messages(6_000));
     let cfg = env.config(two_days_ago(), json!({"message_streams": ["outbound"], "max_concurrency": 1}));
-    let mut first = env.spawn(&["sync", "--config", cfg.to_str().unwrap()]);
+    let mut first = env.spawn(&["sync", "--config", cfg.to_str().unwrap(), "--progress-seconds", "1"]);
     std::thread::sleep(Duration::from_millis(800));
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(8), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("locked by another run"));
-    assert!(first.wait().unwrap().success());
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success());
+    // A run of more than a second printed progress lines.
+    assert!(String::from_utf8_lossy(&first.stderr).contains("Progress."), "{}", text(&first));
     let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
     assert_eq!(rows, distinct);
     assert_eq!(ids, env.truth());
@@ -313,4 +316,49 @@ fn streams_flag_summary_json_json_logs_and_completions() {
     let out = env.run(&["completions", "bash"]);
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("postmark-elt"));
+}
+
+/// `report` writes one self-contained HTML page whose four charts render in headless Chromium
+/// (a screenshot holds the pixels of every chart's colour). Chromium is a Debian package that
+/// .ci/run installs.
+#[test]
+fn report_renders_charts_in_chromium() {
+    let env = Env::new(yesterday_messages(2_000));
+    env.fake.generate_events(2);
+    let cfg = env.config(two_days_ago(), json!({}));
+    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
+    let out = env.run(&["report", "--out", "report.html"]);
+    assert_ok(&out);
+    let html = std::fs::read_to_string(env.path("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4);
+    for outside in ["<script", "src=", "href=", "<link"] {
+        assert!(!html.contains(outside), "the page must be self-contained: {outside}");
+    }
+    assert!(!html.contains("no data synced"), "a chart is empty");
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is needed for this test: apt-get install chromium (.ci/run does)");
+    let shot = env.path("report.png");
+    let status = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", env.path("chromium").display()))
+        .arg("--window-size=1000,2600")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", env.path("report.html").display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let pixels = &buf[..info.buffer_size()];
+    let count = |rgb: [u8; 3]| pixels.chunks(channels).filter(|p| p[0].abs_diff(rgb[0]) < 8 && p[1].abs_diff(rgb[1]) < 8 && p[2].abs_diff(rgb[2]) < 8).count();
+    for (name, rgb) in [("blue", [0x2f, 0x6f, 0xde]), ("orange", [0xe4, 0x57, 0x2e]), ("teal", [0x17, 0xa3, 0x98]), ("yellow", [0xf3, 0xa7, 0x12])] {
+        assert!(count(rgb) > 500, "the screenshot has almost no {name} chart pixels");
+    }
 }

@@ -98,6 +98,8 @@ enum Command {
 /// A sink on its own thread. The async side sends commands; a send fails once the sink has
 /// stopped on an error, and [`SinkHandle::finish`] returns that error.
 pub struct SinkHandle {
+    /// Rows handed to the sink so far, for progress lines.
+    pub rows_sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
     tx: Option<mpsc::Sender<Command>>,
     thread: Option<JoinHandle<Result<(), SinkError>>>,
 }
@@ -121,11 +123,13 @@ impl SinkHandle {
             });
         match thread {
             Ok(t) => SinkHandle {
+                rows_sent: Default::default(),
                 tx: Some(tx),
                 thread: Some(t),
             },
             // Without a thread there is no sink: every send fails and finish reports why.
             Err(e) => SinkHandle {
+                rows_sent: Default::default(),
                 tx: None,
                 thread: Some(std::thread::spawn(move || {
                     Err(SinkError::Io {
@@ -149,6 +153,7 @@ impl SinkHandle {
     }
 
     pub async fn write(&self, stream: &str, batch: RecordBatch) -> Result<(), ()> {
+        self.rows_sent.fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
         self.send(Command::Write(stream.to_string(), batch)).await
     }
 
