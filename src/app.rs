@@ -28,6 +28,13 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Discover { config }) => discover(&config),
         Some(Command::Sync(args)) => sync(args).await,
         Some(Command::Webhooks(cmd)) => webhooks(cmd).await,
+        Some(Command::Docs) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(catalog::columns_markdown()?.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Stdout(e)),
+                _ => Ok(()),
+            }
+        }
         #[cfg(feature = "duckdb")]
         Some(Command::Report { path, out }) => {
             let html = crate::report::render(&path)?;

@@ -90,6 +90,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE", default_value = "report.html")]
         out: PathBuf,
     },
+    /// Print the reference of every stream's columns (Markdown; docs/streams.md).
+    Docs,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions {
         #[arg(value_enum)]

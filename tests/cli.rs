@@ -186,7 +186,7 @@ fn concurrent_runs_are_refused() {
     };
     let env = Env::with_config(config, yesterday_messages(6_000));
     let cfg = env.config(two_days_ago(), json!({"message_streams": ["outbound"], "max_concurrency": 1}));
-    let mut first = env.spawn(&["sync", "--config", cfg.to_str().unwrap(), "--progress-seconds", "1"]);
+    let first = env.spawn(&["sync", "--config", cfg.to_str().unwrap(), "--progress-seconds", "1"]);
     std::thread::sleep(Duration::from_millis(800));
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(8), "{}", text(&out));
