@@ -1,6 +1,6 @@
 //! One function per verb; the only place that wires config, client, streams and sinks together.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -26,7 +26,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Spec) => print_json(&config::spec()),
         Some(Command::Check { config }) => check(&config).await,
         Some(Command::Discover { config }) => discover(&config),
-        Some(Command::Sync(args)) => sync(args).await,
+        Some(Command::Sync(mut args)) => {
+            args.live_progress = !cli.quiet && cli.log_format == crate::cli::LogFormat::Text;
+            sync(args).await
+        }
         Some(Command::Webhooks(cmd)) => webhooks(cmd).await,
         Some(Command::Docs) => {
             let mut out = std::io::stdout().lock();
@@ -77,6 +80,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 streams: None,
                 summary_json: None,
                 progress_seconds: 10,
+                dry_run: false,
+                live_progress: false,
             })
             .await
         }
@@ -253,6 +258,15 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
     let override_state = args.state.as_deref().map(State::load_file).transpose()?;
     let client = PostmarkClient::new(&config)?;
     let path = args.path.clone().unwrap_or_else(|| default_path(args.dest));
+    if args.dry_run {
+        // Reads the stored state if there is one; creates nothing.
+        let state = match override_state {
+            Some(s) => s,
+            None if path.exists() => sinks::open(args.dest, &path)?.load_state()?.unwrap_or_default(),
+            None => State::default(),
+        };
+        return dry_run(&client, &config, state, now, &selected).await;
+    }
     let mut sink = sinks::open(args.dest, &path)?;
     let state = match override_state {
         Some(s) => s,
@@ -261,25 +275,29 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
     let handle = SinkHandle::spawn(sink);
     let mut extractor = Extractor::new(&client, &config, &handle, state, now);
     let mut failure = None;
-    // A progress line every --progress-seconds (cron logs and terminals alike) while the sync runs.
+    // Progress: on a terminal a live line (indicatif); otherwise (cron, CI, --quiet, JSON logs)
+    // a log line every --progress-seconds.
     let current: std::sync::Arc<std::sync::Mutex<&'static str>> = std::sync::Arc::new(std::sync::Mutex::new(""));
+    let live = args.live_progress && std::io::stderr().is_terminal();
     let progress = {
         let (rows, stats, current) = (handle.rows_sent.clone(), client.stats.clone(), current.clone());
-        let every = std::time::Duration::from_secs(args.progress_seconds);
+        let every = if live { std::time::Duration::from_millis(200) } else { std::time::Duration::from_secs(args.progress_seconds) };
         tokio::spawn(async move {
+            let bar = live.then(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+                bar
+            });
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let stream = current.lock().map(|s| *s).unwrap_or_default();
-                tracing::info!(
-                    stream,
-                    rows = rows.load(Ordering::Relaxed),
-                    requests = stats.requests.load(Ordering::Relaxed),
-                    retries = stats.retries.load(Ordering::Relaxed),
-                    elapsed_s = started.elapsed().as_secs(),
-                    "Progress."
-                );
+                let (rows, requests, retries) = (rows.load(Ordering::Relaxed), stats.requests.load(Ordering::Relaxed), stats.retries.load(Ordering::Relaxed));
+                match &bar {
+                    Some(bar) => bar.set_message(format!("{stream}: {rows} rows, {requests} requests, {retries} retries")),
+                    None => tracing::info!(stream, rows, requests, retries, elapsed_s = started.elapsed().as_secs(), "Progress."),
+                }
             }
         })
     };
@@ -307,6 +325,32 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+async fn dry_run(client: &PostmarkClient, config: &Config, state: State, now: chrono::DateTime<Utc>, selected: &[&'static StreamDef]) -> Result<(), Error> {
+    // Nothing is sent to this sink: it exists because the extractor needs one.
+    let idle = SinkHandle::spawn(Box::new(sinks::singer::SingerSink::new(std::io::sink())));
+    let mut extractor = Extractor::new(client, config, &idle, state, now);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{:<32} {:>9} {:<12} {:<20} {:<20} first request, then", "stream", "server", "partition", "from", "to");
+    for def in selected {
+        for p in extractor.plan(def).await? {
+            let _ = writeln!(
+                out,
+                "{:<32} {:>9} {:<12} {:<20} {:<20} {}  ({})",
+                p.stream,
+                p.server.map_or("-".to_string(), |s| s.to_string()),
+                p.partition,
+                fmt_time(p.from),
+                fmt_time(p.to),
+                p.first_request,
+                p.then
+            );
+        }
+    }
+    drop(extractor);
+    idle.finish()?;
+    Ok(())
 }
 
 fn fmt_time(t: Option<chrono::DateTime<Utc>>) -> String {

@@ -132,7 +132,14 @@ pub struct SyncArgs {
     /// orchestrators to alert on.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
-    /// Seconds between progress lines on stderr.
+    /// Show what would be read (ranges and first requests per stream and partition) without
+    /// reading or writing anything; only the server and its message streams are fetched.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Progress as a live line when stderr is a terminal (set by main from -q and --log-format).
+    #[arg(skip = true)]
+    pub live_progress: bool,
+    /// Seconds between progress lines on stderr (when it is not a terminal).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub progress_seconds: u64,
 }

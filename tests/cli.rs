@@ -362,3 +362,21 @@ fn report_renders_charts_in_chromium() {
         assert!(count(rgb) > 500, "the screenshot has almost no {name} chart pixels");
     }
 }
+
+/// `--dry-run` prints each stream partition's range and first request, and reads and writes
+/// nothing else: only /server and /message-streams are called, no database is created.
+#[test]
+fn dry_run_shows_the_plan_and_touches_nothing() {
+    let env = Env::new(yesterday_messages(100));
+    let cfg = env.config(two_days_ago(), json!({}));
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--dry-run"]);
+    assert_ok(&out);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    let line = plan.lines().find(|l| l.starts_with("messages_outbound") && l.contains("outbound ")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(line.contains("GET /messages/outbound?count=500&offset=0&fromdate=") && line.contains("messagestream=outbound"), "{line}");
+    assert!(plan.lines().any(|l| l.starts_with("stats_outbound_sends") && l.contains("/stats/outbound/sends?fromdate=")), "{plan}");
+    let paths: std::collections::HashSet<String> = env.fake.requests().into_iter().map(|r| r.path).collect();
+    let expected: std::collections::HashSet<String> = ["/server", "/message-streams"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(paths, expected);
+    assert!(!env.path("postmark.duckdb").exists());
+}

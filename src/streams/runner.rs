@@ -100,6 +100,18 @@ impl SyncError {
     }
 }
 
+/// What a sync would read for one stream partition (`--dry-run`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedRead {
+    pub stream: &'static str,
+    pub server: Option<i64>,
+    pub partition: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub first_request: String,
+    pub then: &'static str,
+}
+
 /// What one stream partition did, for the run summary.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PartitionReport {
@@ -509,6 +521,88 @@ impl<'a> Extractor<'a> {
             .collect())
     }
 
+    /// Where a stream's read starts: `start_date` on a first run; then the bookmark minus the
+    /// overlap (messages, bounces, inbound) or minus `lookback_days` (events, details, stats
+    /// days), never before `start_date`.
+    fn start_of(&self, def: &StreamDef, bookmark: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        let lookback = Duration::days(i64::from(self.config.lookback_days));
+        let Some(b) = bookmark else { return self.config.start };
+        let from = match def.kind {
+            Kind::DateWindows => b - self.config.overlap,
+            Kind::EventFeed { .. } | Kind::MessageDetails | Kind::FullTable { .. } => b - lookback,
+            Kind::DailyStats(_) => {
+                let day = eastern_date(b) - lookback;
+                New_York
+                    .from_local_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default())
+                    .earliest()
+                    .map_or(b - lookback, |t| t.with_timezone(&Utc))
+            }
+        };
+        from.max(self.config.start)
+    }
+
+    /// What a sync would read, without reading it (`sync --dry-run`): per stream, server and
+    /// partition, the range and the first request. Only the server and its message streams
+    /// are fetched, to know the partitions.
+    pub async fn plan(&mut self, def: &'static StreamDef) -> Result<Vec<PlannedRead>, SyncError> {
+        if def.token == TokenKind::Account && self.config.account_token.is_none() {
+            return Ok(Vec::new());
+        }
+        let account = def.token == TokenKind::Account;
+        let servers = if account {
+            vec![ServerScope { id: None, name: "account".to_string(), token: Secret::new(""), via_account: false }]
+        } else {
+            self.take_servers().await?
+        };
+        let schema = def.schema()?;
+        let decoder = PageDecoder::new(&schema, def.records, self.now);
+        let mut out = Vec::new();
+        for server in &servers {
+            for partition in self.partitions(def, server).await? {
+                let ctx = Ctx::new(def, &decoder, server, &partition);
+                let bookmark = self.state().bookmark(def.name, &ctx.state_key).map(|b| b.replication_key_value);
+                let (from, to) = (self.start_of(def, bookmark), self.end());
+                let window = Window::covering(from, to);
+                let (wall_from, wall_to) = window.query_bounds();
+                let page = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
+                let mut query = match def.kind {
+                    Kind::DateWindows | Kind::MessageDetails => vec![("count", page.to_string()), ("offset", "0".to_string()), ("fromdate", wall_from), ("todate", wall_to)],
+                    Kind::EventFeed { .. } => vec![("count", page.to_string()), ("offset", "0".to_string())],
+                    Kind::DailyStats(_) => vec![("fromdate", eastern_date(from).to_string()), ("todate", eastern_date(to).to_string())],
+                    Kind::FullTable { paged: true } => vec![("count", MAX_PAGE_SIZE.to_string()), ("offset", "0".to_string())],
+                    Kind::FullTable { paged: false } => Vec::new(),
+                };
+                query = ctx.query(query);
+                let path = match def.kind {
+                    Kind::MessageDetails => "/messages/outbound".to_string(),
+                    _ => ctx.path(None),
+                };
+                let qs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                out.push(PlannedRead {
+                    stream: def.name,
+                    server: server.id,
+                    partition: partition.label.clone(),
+                    from: def.is_incremental().then_some(from),
+                    to: def.is_incremental().then_some(to),
+                    first_request: format!("GET {path}?{}", qs.join("&")),
+                    then: match def.kind {
+                        Kind::DateWindows => "pages of 500 while offset < TotalCount; windows above 10,000 rows are split first",
+                        Kind::EventFeed { .. } => "pages newest first down to the start; beyond offset 10,000, date windows or per-message reads",
+                        Kind::DailyStats(StatsShape::OverviewPerDay) => "one request per day",
+                        Kind::DailyStats(_) => "one request",
+                        Kind::MessageDetails => "the messages of the range, then one details request per message",
+                        Kind::FullTable { paged: true } => "pages of 500, replacing the server's rows",
+                        Kind::FullTable { paged: false } => "one request, replacing the server's rows",
+                    },
+                });
+            }
+        }
+        if !account {
+            self.servers = Some(servers);
+        }
+        Ok(out)
+    }
+
     fn report(&self, ctx: &Ctx<'_>) -> PartitionReport {
         let before = self.state().bookmark(ctx.def.name, &ctx.state_key).map(|b| b.replication_key_value);
         PartitionReport {
@@ -561,9 +655,7 @@ impl<'a> Extractor<'a> {
 
     async fn date_windows(&self, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
         let mut report = self.report(ctx);
-        let start = report
-            .bookmark_before
-            .map_or(self.config.start, |b| (b - self.config.overlap).max(self.config.start));
+        let start = self.start_of(ctx.def, report.bookmark_before);
         let end = self.end();
         if start >= end {
             return Ok(report);
@@ -704,7 +796,7 @@ impl<'a> Extractor<'a> {
     async fn event_feed(&self, ctx: &Ctx<'_>, per_message_path: &'static str, tracked_by: &'static str) -> Result<PartitionReport, SyncError> {
         let mut report = self.report(ctx);
         let lookback = Duration::days(i64::from(self.config.lookback_days));
-        let cutoff = report.bookmark_before.map_or(self.config.start, |b| (b - lookback).max(self.config.start));
+        let cutoff = self.start_of(ctx.def, report.bookmark_before);
         let cursor = ctx.def.cursor_field.unwrap_or("received_at");
         let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
         let mut pending = 0;
@@ -908,8 +1000,7 @@ impl<'a> Extractor<'a> {
 
     async fn message_details(&self, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
         let mut report = self.report(ctx);
-        let lookback = Duration::days(i64::from(self.config.lookback_days));
-        let start = report.bookmark_before.map_or(self.config.start, |b| (b - lookback).max(self.config.start));
+        let start = self.start_of(ctx.def, report.bookmark_before);
         let end = self.end();
         if start >= end {
             return Ok(report);
@@ -965,11 +1056,7 @@ impl<'a> Extractor<'a> {
 
     async fn daily_stats(&self, ctx: &Ctx<'_>, shape: StatsShape) -> Result<PartitionReport, SyncError> {
         let mut report = self.report(ctx);
-        let first_day = eastern_date(self.config.start);
-        let from = report
-            .bookmark_before
-            .map_or(first_day, |b| eastern_date(b) - Duration::days(i64::from(self.config.lookback_days)))
-            .max(first_day);
+        let from = eastern_date(self.start_of(ctx.def, report.bookmark_before));
         let to = eastern_date(self.end());
         if from > to {
             return Ok(report);
