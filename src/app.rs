@@ -339,7 +339,7 @@ async fn dry_run(client: &PostmarkClient, config: &Config, state: State, now: ch
                 out,
                 "{:<32} {:>9} {:<12} {:<20} {:<20} {}  ({})",
                 p.stream,
-                p.server.map_or("-".to_string(), |s| s.to_string()),
+                fmt_server(p.server),
                 p.partition,
                 fmt_time(p.from),
                 fmt_time(p.to),
@@ -351,6 +351,10 @@ async fn dry_run(client: &PostmarkClient, config: &Config, state: State, now: ch
     drop(extractor);
     idle.finish()?;
     Ok(())
+}
+
+fn fmt_server(id: Option<i64>) -> String {
+    id.map_or("-".to_string(), |s| s.to_string())
 }
 
 fn fmt_time(t: Option<chrono::DateTime<Utc>>) -> String {
@@ -369,7 +373,7 @@ fn print_summary(reports: &[PartitionReport], client: &PostmarkClient, started: 
             err,
             "{:<32} {:>9} {:<14} {:>10} {:>7} {:>6}  {} -> {}",
             r.stream,
-            r.server.map_or("-".to_string(), |s| s.to_string()),
+            fmt_server(r.server),
             r.partition,
             r.records,
             r.windows,
