@@ -61,6 +61,7 @@ fn start_fake(records: u64, latency: Duration) -> (FakePostmark, u64, u64) {
     let (m, o) = (messages.len() as u64, opens.len() as u64);
     let config = FakeConfig {
         latency,
+        gzip: false,
         ..FakeConfig::default()
     };
     let fake = FakePostmark::start(config, default_streams(), messages);

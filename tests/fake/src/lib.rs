@@ -154,6 +154,8 @@ pub struct FakeConfig {
     /// Whether the opens/clicks lists honour `fromdate`/`todate` (undocumented; postmark-python
     /// sends them). Both behaviours are tested.
     pub event_date_filters: bool,
+    /// Gzip responses for clients that ask, as Postmark does (off in benchmarks: an instant server).
+    pub gzip: bool,
 }
 
 impl Default for FakeConfig {
@@ -165,6 +167,7 @@ impl Default for FakeConfig {
             retention_days: 45,
             latency: Duration::ZERO,
             event_date_filters: true,
+            gzip: true,
         }
     }
 }
@@ -295,10 +298,11 @@ impl FakePostmark {
                 let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind fake server");
                 addr_tx.send(listener.local_addr().expect("local addr")).ok();
                 // Postmark gzips responses for clients that ask (reference 1.1).
+                let gzip = shared.config.gzip;
                 let app = Router::new()
                     .fallback(handle)
                     .with_state(shared)
-                    .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+                    .layer(tower_http::compression::CompressionLayer::new().gzip(gzip).no_br().no_deflate().no_zstd());
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         shutdown_rx.await.ok();
