@@ -61,7 +61,7 @@ impl DuckdbSink {
         sink.exec(
             "configuring the connection",
             // A loader needs little of DuckDB's buffer pool; a cap keeps the process small.
-            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '128MB';",
+            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '64MB';",
         )?;
         sink.exec(
             "creating the state table",
