@@ -14,8 +14,6 @@ use crate::state::State;
 
 pub struct SingerSink<W: Write + Send> {
     out: W,
-    /// Rows written since the last STATE, for the record of what the target has seen.
-    pending_rows: u64,
 }
 
 impl SingerSink<std::io::BufWriter<std::io::Stdout>> {
@@ -26,7 +24,7 @@ impl SingerSink<std::io::BufWriter<std::io::Stdout>> {
 
 impl<W: Write + Send> SingerSink<W> {
     pub fn new(out: W) -> Self {
-        SingerSink { out, pending_rows: 0 }
+        SingerSink { out }
     }
 
     fn io(&self, e: std::io::Error) -> SinkError {
@@ -112,13 +110,11 @@ impl<W: Write + Send> Sink for SingerSink<W> {
                 .and_then(|()| self.out.write_all(suffix.as_bytes()))
                 .map_err(|e| self.io(e))?;
         }
-        self.pending_rows += batch.num_rows() as u64;
         Ok(())
     }
 
     fn commit(&mut self, state: &State) -> Result<(), SinkError> {
         self.line(&json!({"type": "STATE", "value": state}))?;
-        self.pending_rows = 0;
         self.out.flush().map_err(|e| self.io(e))
     }
 

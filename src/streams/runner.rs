@@ -189,6 +189,14 @@ struct Leaf {
     splits: u64,
 }
 
+/// A window read completely, and the splits it took.
+struct WindowBatches {
+    window: Window,
+    batches: Vec<RecordBatch>,
+    rows: u64,
+    splits: u64,
+}
+
 enum WindowRead {
     Split(u64),
     Complete { batches: Vec<RecordBatch>, rows: u64 },
@@ -661,36 +669,57 @@ impl<'a> Extractor<'a> {
             return Ok(report);
         }
         tracing::info!(stream = ctx.def.name, partition = %ctx.state_key, from = %start, to = %end, "Syncing.");
-        // Leaf windows come oldest first; the next ones are probed and paged while the current
-        // one is written, and each is committed in order, moving the bookmark forward.
-        let reads = self
-            .leaf_windows(ctx, Window::covering(start, end))
-            .map(|leaf| async move {
-                let leaf = leaf?;
-                let (batches, rows, more_splits) = match self.read_window_from(ctx, leaf.window, Some(leaf.first)).await? {
-                    WindowRead::Complete { batches, rows } => (batches, rows, 0),
-                    // It grew past the limit while being read: split it now.
-                    WindowRead::Split(_) => {
-                        let mut pending = 0;
-                        let (rows, _, splits) = self.windows_into(ctx, leaf.window.from, leaf.window.to, &mut pending).await?;
-                        (Vec::new(), rows, splits)
-                    }
-                };
-                Ok::<_, SyncError>((leaf.window, batches, rows, leaf.splits + more_splits))
-            })
-            .buffered(WINDOW_LOOKAHEAD);
-        let mut reads = std::pin::pin!(reads);
+        // Windows come oldest first; the next ones are probed and paged while the current one
+        // is written, and each is committed in order, moving the bookmark forward.
+        let mut reads = std::pin::pin!(self.window_reads(ctx, start, end));
         while let Some(read) = reads.next().await {
-            let (window, batches, rows, splits) = read?;
-            self.write(ctx.def, batches).await?;
-            let bookmark = window.to.min(end);
+            let read = read?;
+            self.write(ctx.def, read.batches).await?;
+            let bookmark = read.window.to.min(end);
             self.commit(ctx, Some(bookmark)).await?;
-            report.records += rows;
+            report.records += read.rows;
             report.windows += 1;
-            report.splits += splits;
+            report.splits += read.splits;
             report.bookmark_after = Some(bookmark);
         }
         Ok(report)
+    }
+
+    /// Every row of `[from, to]`, window by window, oldest first; up to `WINDOW_LOOKAHEAD`
+    /// windows are probed and paged ahead of the one the caller is consuming.
+    fn window_reads<'s>(&'s self, ctx: &'s Ctx<'s>, from: DateTime<Utc>, to: DateTime<Utc>) -> impl futures::Stream<Item = Result<WindowBatches, SyncError>> + 's {
+        self.leaf_windows(ctx, Window::covering(from, to))
+            .map(move |leaf| async move {
+                let leaf = leaf?;
+                let (batches, rows, splits) = self.read_whole(ctx, leaf.window, leaf.first).await?;
+                Ok(WindowBatches {
+                    window: leaf.window,
+                    batches,
+                    rows,
+                    splits: leaf.splits + splits,
+                })
+            })
+            .buffered(WINDOW_LOOKAHEAD)
+    }
+
+    /// Reads one window completely, starting from its probe. If it grew past the offset limit
+    /// since the probe, its parts are read one after another.
+    async fn read_whole(&self, ctx: &Ctx<'_>, window: Window, probe: Page) -> Result<(Vec<RecordBatch>, u64, u64), SyncError> {
+        let (mut batches, mut rows, mut splits) = (Vec::new(), 0, 0);
+        let mut pending = vec![(window, Some(probe))];
+        while let Some((w, probe)) = pending.pop() {
+            match self.read_window_from(ctx, w, probe).await? {
+                WindowRead::Complete { batches: got, rows: n } => {
+                    batches.extend(got);
+                    rows += n;
+                }
+                WindowRead::Split(total) => {
+                    splits += 1;
+                    pending.extend(split(ctx, w, total)?.into_iter().rev().map(|part| (part, None)));
+                }
+            }
+        }
+        Ok((batches, rows, splits))
     }
 
     /// The windows of `root` small enough to page, oldest first, each with its first page (the
@@ -719,10 +748,6 @@ impl<'a> Extractor<'a> {
                 }
             }
         })
-    }
-
-    async fn read_window(&self, ctx: &Ctx<'_>, window: Window) -> Result<WindowRead, SyncError> {
-        self.read_window_from(ctx, window, None).await
     }
 
     /// Reads every page of a window (starting from `probe`, its first page, when given) and
@@ -887,30 +912,15 @@ impl<'a> Extractor<'a> {
     /// Reads `[from, to]` in split date windows and stages the rows. Returns (rows, windows, splits).
     async fn windows_into(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, pending: &mut u64) -> Result<(u64, u64, u64), SyncError> {
         let (mut rows, mut windows, mut splits) = (0, 0, 0);
-        let reads = self
-            .leaf_windows(ctx, Window::covering(from, to))
-            .map(|leaf| async move {
-                let leaf = leaf?;
-                match self.read_window_from(ctx, leaf.window, Some(leaf.first)).await? {
-                    WindowRead::Complete { batches, rows } => Ok((batches, rows, leaf.splits)),
-                    WindowRead::Split(total) => Err(SyncError::Unstable {
-                        stream: ctx.def.name,
-                        at: ctx.at(Some(leaf.window)),
-                        total,
-                        seen: 0,
-                    }),
-                }
-            })
-            .buffered(WINDOW_LOOKAHEAD);
-        let mut reads = std::pin::pin!(reads);
+        let mut reads = std::pin::pin!(self.window_reads(ctx, from, to));
         while let Some(read) = reads.next().await {
-            let (got, n, s) = read?;
-            for b in got {
+            let read = read?;
+            for b in read.batches {
                 self.stage(ctx, b, pending).await?;
             }
-            rows += n;
+            rows += read.rows;
             windows += 1;
-            splits += s;
+            splits += read.splits;
         }
         Ok((rows, windows, splits))
     }
@@ -974,19 +984,15 @@ impl<'a> Extractor<'a> {
             state_key: ctx.state_key.clone(),
         };
         let mut ids = Vec::new();
-        let mut pending = vec![Window::covering(from.max(self.config.start - Duration::days(i64::from(self.config.lookback_days))), to)];
-        while let Some(window) = pending.pop() {
-            match self.read_window(&mctx, window).await? {
-                WindowRead::Split(total) => pending.extend(split(&mctx, window, total)?.into_iter().rev()),
-                WindowRead::Complete { batches, .. } => {
-                    for b in &batches {
-                        let Some(col) = string_column(b, "message_id") else { continue };
-                        let tracked = tracked_by.and_then(|c| b.column_by_name(c));
-                        for i in 0..b.num_rows() {
-                            if col.is_valid(i) && tracked.is_none_or(|t| is_tracked(t.as_ref(), i)) {
-                                ids.push(col.value(i).to_string());
-                            }
-                        }
+        let from = from.max(self.config.start - Duration::days(i64::from(self.config.lookback_days)));
+        let mut reads = std::pin::pin!(self.window_reads(&mctx, from, to));
+        while let Some(read) = reads.next().await {
+            for b in &read?.batches {
+                let Some(col) = string_column(b, "message_id") else { continue };
+                let tracked = tracked_by.and_then(|c| b.column_by_name(c));
+                for i in 0..b.num_rows() {
+                    if col.is_valid(i) && tracked.is_none_or(|t| is_tracked(t.as_ref(), i)) {
+                        ids.push(col.value(i).to_string());
                     }
                 }
             }
@@ -1006,12 +1012,11 @@ impl<'a> Extractor<'a> {
             return Ok(report);
         }
         let ids = self.message_ids(ctx, start, end, None).await?;
-        let this = self;
         let fetched = stream::iter(ids.iter())
             .map(|id| async move {
                 let path = ctx.path(Some(id));
                 let id = id.clone();
-                this.client
+                self.client
                     .get(ctx.auth(), &path, &[], |body| {
                         let mut details: Map<String, Value> =
                             serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
@@ -1037,7 +1042,7 @@ impl<'a> Extractor<'a> {
                         source,
                     })
             })
-            .buffered(this.config.max_concurrency);
+            .buffered(self.config.max_concurrency);
         let mut fetched = std::pin::pin!(fetched);
         let mut pending = 0;
         while let Some(batch) = fetched.next().await {
@@ -1064,11 +1069,10 @@ impl<'a> Extractor<'a> {
         let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
         let records: Vec<Value> = match shape {
             StatsShape::OverviewPerDay => {
-                let this = self;
-                let per_day: Vec<Value> = stream::iter(days.iter())
+                        let per_day: Vec<Value> = stream::iter(days.iter())
                     .map(|day| async move {
                         let d = day.format("%Y-%m-%d").to_string();
-                        let body = this.stats_request(ctx, &d, &d).await?;
+                        let body = self.stats_request(ctx, &d, &d).await?;
                         let mut record = match body {
                             Value::Object(m) => m,
                             _ => Map::new(),
@@ -1076,7 +1080,7 @@ impl<'a> Extractor<'a> {
                         record.insert("Date".to_string(), Value::String(d));
                         Ok::<_, SyncError>(Value::Object(record))
                     })
-                    .buffered(this.config.max_concurrency)
+                    .buffered(self.config.max_concurrency)
                     .try_collect()
                     .await?;
                 let schema = ctx.def.schema()?;
@@ -1161,14 +1165,13 @@ impl<'a> Extractor<'a> {
                 return Err(SyncError::TooManyRows { stream: def.name, at: ctx.at(None), total });
             }
             let offsets: Vec<u64> = (MAX_PAGE_SIZE..total).step_by(MAX_PAGE_SIZE as usize).collect();
-            let this = self;
-            let rest: Vec<Page> = stream::iter(offsets)
+                let rest: Vec<Page> = stream::iter(offsets)
                 .map(|offset| {
                     let query = ctx.query(vec![("count", MAX_PAGE_SIZE.min(MAX_REACH - offset).to_string()), ("offset", offset.to_string())]);
                     let ctx = &ctx;
-                    async move { this.get_page(ctx, &ctx.path(None), &query, None).await }
+                    async move { self.get_page(ctx, &ctx.path(None), &query, None).await }
                 })
-                .buffered(this.config.max_concurrency)
+                .buffered(self.config.max_concurrency)
                 .try_collect()
                 .await?;
             batches.push(first.batch);
