@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -248,6 +249,10 @@ async fn sync(args: SyncArgs) -> Result<(), Error> {
     result
 }
 
+/// Streams read at the same time (at most `max_concurrency`): enough to hide one stream's
+/// sequential round trips behind another's pages, few enough to keep memory small.
+const STREAMS_AT_ONCE: usize = 4;
+
 async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant, reports: &mut Vec<PartitionReport>, stats: &mut (u64, u64)) -> Result<(), Error> {
     let config = load_config(&args.config)?;
     let selected: Vec<&'static StreamDef> = match (&args.catalog, &args.streams) {
@@ -273,11 +278,10 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
         None => sink.load_state()?.unwrap_or_default(),
     };
     let handle = SinkHandle::spawn(sink);
-    let mut extractor = Extractor::new(&client, &config, &handle, state, now);
-    let mut failure = None;
+    let extractor = Extractor::new(&client, &config, &handle, state, now);
     // Progress: on a terminal a live line (indicatif); otherwise (cron, CI, --quiet, JSON logs)
     // a log line every --progress-seconds.
-    let current: std::sync::Arc<std::sync::Mutex<&'static str>> = std::sync::Arc::new(std::sync::Mutex::new(""));
+    let current: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>> = Default::default();
     let live = args.live_progress && std::io::stderr().is_terminal();
     let progress = {
         let (rows, stats, current) = (handle.rows_sent.clone(), client.stats.clone(), current.clone());
@@ -292,7 +296,7 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let stream = current.lock().map(|s| *s).unwrap_or_default();
+                let stream = current.lock().map(|s| s.join("+")).unwrap_or_default();
                 let (rows, requests, retries) = (rows.load(Ordering::Relaxed), stats.requests.load(Ordering::Relaxed), stats.retries.load(Ordering::Relaxed));
                 match &bar {
                     Some(bar) => bar.set_message(format!("{stream}: {rows} rows, {requests} requests, {retries} retries")),
@@ -301,16 +305,37 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
             }
         })
     };
-    for def in selected {
-        if let Ok(mut c) = current.lock() {
-            *c = def.name;
-        }
-        let outcome = extractor.sync_stream(def).await;
+    // Streams run side by side, sharing the client's request limit, so that one stream's
+    // sequential steps (listing, probing windows) overlap another's pages. After a failure no
+    // further stream starts; those running finish, and the first failure is reported.
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let outcomes: Vec<_> = futures::stream::iter(selected)
+        .map(|def| {
+            let (extractor, current, failed) = (&extractor, &current, &failed);
+            async move {
+                if failed.load(Ordering::Relaxed) {
+                    return None;
+                }
+                if let Ok(mut c) = current.lock() {
+                    c.push(def.name);
+                }
+                let outcome = extractor.sync_stream(def).await;
+                if let Ok(mut c) = current.lock() {
+                    c.retain(|n| *n != def.name);
+                }
+                failed.fetch_or(outcome.is_err(), Ordering::Relaxed);
+                Some(outcome)
+            }
+        })
+        .buffered(config.max_concurrency.clamp(1, STREAMS_AT_ONCE))
+        .collect()
+        .await;
+    let mut failure = None;
+    for outcome in outcomes.into_iter().flatten() {
         match outcome {
             Ok(r) => reports.extend(r),
             Err(e) => {
-                failure = Some(e);
-                break;
+                failure.get_or_insert(e);
             }
         }
     }
@@ -330,7 +355,7 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
 async fn dry_run(client: &PostmarkClient, config: &Config, state: State, now: chrono::DateTime<Utc>, selected: &[&'static StreamDef]) -> Result<(), Error> {
     // Nothing is sent to this sink: it exists because the extractor needs one.
     let idle = SinkHandle::spawn(Box::new(sinks::singer::SingerSink::new(std::io::sink())));
-    let mut extractor = Extractor::new(client, config, &idle, state, now);
+    let extractor = Extractor::new(client, config, &idle, state, now);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{:<32} {:>9} {:<12} {:<20} {:<20} first request, then", "stream", "server", "partition", "from", "to");
     for def in selected {

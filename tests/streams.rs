@@ -282,3 +282,24 @@ fn several_servers_through_the_account() {
     let state = common::duckdb_state(&db);
     assert!(state["bookmarks"]["messages_outbound"][format!("{second}/outbound")].is_object(), "{state}");
 }
+
+/// Streams are read side by side (sharing the request limit), and the server and its message
+/// streams are listed once per run however many streams ask for them.
+#[test]
+fn streams_run_side_by_side_and_listings_are_fetched_once() {
+    let env = busy_env(FakeConfig { latency: std::time::Duration::from_millis(20), ..FakeConfig::default() });
+    let cfg = env.config(eastern_days_ago(4), json!({}));
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "messages_outbound,messages_opens,bounces"]);
+    assert_ok(&out);
+    let requests = env.fake.requests();
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths.iter().filter(|p| **p == "/server").count(), 1, "{paths:?}");
+    assert_eq!(paths.iter().filter(|p| **p == "/message-streams").count(), 1, "{paths:?}");
+    let first = |p: &str| paths.iter().position(|x| *x == p).unwrap();
+    let last = |p: &str| paths.iter().rposition(|x| *x == p).unwrap();
+    assert!(
+        first("/messages/outbound/opens") < last("/messages/outbound") && first("/bounces") < last("/messages/outbound"),
+        "streams were read one after another: {paths:?}"
+    );
+    assert_eq!(scalar(&env.path("postmark.duckdb"), "SELECT count(*) FROM messages_outbound") as usize, env.fake.visible(0).messages.len());
+}

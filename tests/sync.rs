@@ -189,9 +189,10 @@ fn exhausted_retries_fail_clearly_and_keep_committed_data() {
         start_of(today - ChronoDuration::days(2)),
         json!({"message_streams": ["outbound", "broadcast"], "max_retries": 2}),
     );
-    // Outbound loads; every attempt at broadcast fails.
+    // Outbound loads; every attempt at broadcast fails. (One stream: streams run concurrently
+    // and would share out the faults.)
     env.fake.push_faults("messagestream=broadcast", std::iter::repeat_n(Fault::Status(503), 3));
-    let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
+    let out = env.run(&["sync", "--streams", "messages_outbound", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().last().unwrap_or_default();

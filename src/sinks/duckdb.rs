@@ -242,9 +242,12 @@ impl Sink for DuckdbSink {
         Ok(())
     }
 
-    fn commit(&mut self, state: &State) -> Result<(), SinkError> {
+    fn commit(&mut self, stream: Option<&str>, state: &State) -> Result<(), SinkError> {
         self.begin()?;
-        for (stream, server_id) in std::mem::take(&mut self.replaced) {
+        let ours = |s: &str| stream.is_none_or(|c| c == s);
+        let (replaced, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.replaced).into_iter().partition(|(s, _)| ours(s));
+        self.replaced = kept;
+        for (stream, server_id) in replaced {
             let table = quote_ident(&stream);
             let context = format!("replacing the rows of {stream}");
             match server_id {
@@ -253,7 +256,9 @@ impl Sink for DuckdbSink {
             }
             .map_err(|e| self.fail(&context, e))?;
         }
-        for stream in std::mem::take(&mut self.staged) {
+        let staged: Vec<String> = self.staged.iter().filter(|s| ours(s)).cloned().collect();
+        for stream in staged {
+            self.staged.remove(&stream);
             let info = self
                 .streams
                 .get(&stream)
@@ -313,9 +318,9 @@ mod tests {
             // "b" twice in one commit (a shared window boundary) and again in the next commit.
             sink.write("messages_outbound", &dec.decode(page(&["b", "c"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
             state.advance("messages_outbound", "outbound", "received_at", Utc::now());
-            sink.commit(&state).unwrap();
+            sink.commit(None, &state).unwrap();
             sink.write("messages_outbound", &dec.decode(page(&["c", "d"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
-            sink.commit(&state).unwrap();
+            sink.commit(None, &state).unwrap();
             sink.write("messages_outbound", &dec.decode(page(&["e"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
             sink.finish().unwrap();
         }
@@ -329,5 +334,27 @@ mod tests {
         );
         let mut again = DuckdbSink::open(&path).unwrap();
         assert_eq!(again.load_state().unwrap(), Some(state));
+    }
+
+    /// Streams run concurrently: a commit of one stream leaves another's staged rows staged,
+    /// and they vanish if the run ends before that stream commits.
+    #[test]
+    fn commit_covers_only_its_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.duckdb");
+        let (info, dec) = crate::sinks::messages_for_tests();
+        let other = StreamInfo { name: "other".to_string(), ..info.clone() };
+        {
+            let mut sink = DuckdbSink::open(&path).unwrap();
+            sink.begin_stream(&info).unwrap();
+            sink.begin_stream(&other).unwrap();
+            sink.write("other", &dec.decode(page(&["x"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
+            sink.write("messages_outbound", &dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
+            sink.replace("other", None).unwrap();
+            sink.commit(Some("messages_outbound"), &State::default()).unwrap();
+            sink.finish().unwrap();
+        }
+        assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 2);
+        assert_eq!(count(&path, "SELECT count(*) FROM other"), 0);
     }
 }

@@ -82,8 +82,10 @@ pub trait Sink: Send {
     fn replace(&mut self, stream: &str, server_id: Option<i64>) -> Result<(), SinkError>;
     /// Stages rows; they become visible only at the next commit.
     fn write(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), SinkError>;
-    /// Makes every staged row and `state` durable together.
-    fn commit(&mut self, state: &State) -> Result<(), SinkError>;
+    /// Makes the rows (and replaces) staged for `stream`, or for every stream when `None`, and
+    /// `state` durable together. Rows staged for other streams stay staged: streams are read
+    /// concurrently, and another stream's half-read window must not be committed with this one.
+    fn commit(&mut self, stream: Option<&str>, state: &State) -> Result<(), SinkError>;
     /// Closes the destination. Rows staged since the last commit are dropped.
     fn finish(&mut self) -> Result<(), SinkError>;
 }
@@ -92,7 +94,7 @@ enum Command {
     Begin(Box<StreamInfo>),
     Write(String, RecordBatch),
     Replace(String, Option<i64>),
-    Commit(Box<State>),
+    Commit(String, Box<State>),
 }
 
 /// A sink on its own thread. The async side sends commands; a send fails once the sink has
@@ -116,7 +118,7 @@ impl SinkHandle {
                         Command::Begin(info) => sink.begin_stream(&info)?,
                         Command::Write(stream, batch) => sink.write(&stream, &batch)?,
                         Command::Replace(stream, server) => sink.replace(&stream, server)?,
-                        Command::Commit(state) => sink.commit(&state)?,
+                        Command::Commit(stream, state) => sink.commit(Some(&stream), &state)?,
                     }
                 }
                 sink.finish()
@@ -161,8 +163,8 @@ impl SinkHandle {
         self.send(Command::Replace(stream.to_string(), server_id)).await
     }
 
-    pub async fn commit(&self, state: State) -> Result<(), ()> {
-        self.send(Command::Commit(Box::new(state))).await
+    pub async fn commit(&self, stream: &str, state: State) -> Result<(), ()> {
+        self.send(Command::Commit(stream.to_string(), Box::new(state))).await
     }
 
     /// Waits for every command to be applied and closes the sink.

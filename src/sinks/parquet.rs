@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{Row, RowConverter, Rows, SortField};
 use chrono::DateTime;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -31,6 +31,8 @@ const DATA_FILE: &str = "data.parquet";
 /// Rows buffered before files are rewritten; commits in between only move the pending state.
 const FLUSH_ROWS: usize = 50_000;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows of an existing file read at a time while it is rewritten.
+const READ_BATCH_ROWS: usize = 8 * 1024;
 
 pub struct ParquetSink {
     dir: PathBuf,
@@ -137,34 +139,38 @@ impl ParquetSink {
             groups.entry(None).or_default();
         }
         for (partition, rows) in groups {
+            let fail = |e: String| write_err(&self.dir, context.clone())(e);
             let indices = UInt32Array::from(rows);
-            let new_rows = take_record_batch(&all, &indices).map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
+            let new_rows = take_record_batch(&all, &indices).map_err(|e| fail(e.to_string()))?;
+            let new_rows = keep_last_per_key(&new_rows, &info.primary_key).map_err(fail)?;
+            let new_keys = key_rows(&new_rows, &info.primary_key).map_err(fail)?;
+            let new_key_set: HashSet<Row<'_>> = new_keys.iter().collect();
             let folder = match &partition {
                 Some(date) => self.dir.join(&info.name).join(format!("date={date}")),
                 None => self.dir.join(&info.name),
             };
             fs::create_dir_all(&folder).map_err(io(&folder))?;
             let path = folder.join(DATA_FILE);
-            let mut parts = read_existing(&path, &info.arrow).map_err(|e| write_err(&self.dir, context.clone())(e))?;
-            if !drop_servers.is_empty() {
-                parts = parts
-                    .iter()
-                    .map(|b| without_servers(b, drop_servers))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| write_err(&self.dir, context.clone())(e))?;
-            }
-            parts.push(new_rows);
-            let merged = concat_batches(&info.arrow, &parts).map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
-            let deduped = keep_last_per_key(&merged, &info.primary_key).map_err(|e| write_err(&self.dir, context.clone())(e))?;
+            // The old file is streamed into the new one batch by batch, leaving out the rows
+            // that the new rows replace, so memory does not grow with the partition.
+            let old = open_existing(&path).map_err(fail)?;
             write_atomically(&path, |file| {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
                     .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                     .build();
-                let mut writer = ArrowWriter::try_new(file, info.arrow.clone(), Some(props))
-                    .map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
-                writer.write(&deduped).map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
-                writer.close().map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
+                let mut writer = ArrowWriter::try_new(file, info.arrow.clone(), Some(props)).map_err(|e| fail(e.to_string()))?;
+                for batch in old.into_iter().flatten() {
+                    let batch = batch.map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
+                    let batch = with_schema(&batch, &info.arrow).map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
+                    let batch = if drop_servers.is_empty() { batch } else { without_servers(&batch, drop_servers).map_err(fail)? };
+                    let keys = key_rows(&batch, &info.primary_key).map_err(fail)?;
+                    let keep: Vec<u32> = (0..keys.num_rows()).filter(|&i| !new_key_set.contains(&keys.row(i))).map(|i| i as u32).collect();
+                    let kept = if keep.len() == batch.num_rows() { batch } else { take_record_batch(&batch, &UInt32Array::from(keep)).map_err(|e| fail(e.to_string()))? };
+                    writer.write(&kept).map_err(|e| fail(e.to_string()))?;
+                }
+                writer.write(&new_rows).map_err(|e| fail(e.to_string()))?;
+                writer.close().map_err(|e| fail(e.to_string()))?;
                 Ok(())
             })?;
         }
@@ -207,28 +213,28 @@ fn partition_rows(batch: &RecordBatch, cursor: Option<&str>) -> BTreeMap<Option<
     groups
 }
 
-fn read_existing(path: &Path, schema: &arrow::datatypes::SchemaRef) -> Result<Vec<RecordBatch>, String> {
+/// A reader of the partition's current file, if there is one.
+fn open_existing(path: &Path) -> Result<Option<ParquetRecordBatchReader>, String> {
     let Ok(file) = File::open(path) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| format!("reading {}: {e}", path.display()))?;
-        // Files written by an older schema: columns are matched by name; new ones are null.
-        let columns: Vec<ArrayRef> = schema
-            .fields()
-            .iter()
-            .map(|f| match batch.column_by_name(f.name()) {
-                Some(c) if c.data_type() == f.data_type() => Arc::clone(c),
-                _ => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
-            })
-            .collect();
-        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| format!("reading {}: {e}", path.display()))?);
-    }
-    Ok(out)
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
+        .map(Some)
+        .map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// Columns matched by name, so files written by an older schema read on; new columns are null.
+fn with_schema(batch: &RecordBatch, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Arc::clone(c),
+            _ => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// Drops the rows of these servers (`None` in the list: every row).
@@ -248,14 +254,20 @@ fn without_servers(batch: &RecordBatch, servers: &[Option<i64>]) -> Result<Recor
 }
 
 /// Keeps the last row of every primary key (the newest extraction wins), in original order.
-fn keep_last_per_key(batch: &RecordBatch, key: &[String]) -> Result<RecordBatch, String> {
+/// The primary key of every row, in a form that compares and hashes.
+fn key_rows(batch: &RecordBatch, key: &[String]) -> Result<Rows, String> {
     let columns: Vec<ArrayRef> = key
         .iter()
         .map(|k| batch.column_by_name(k).cloned().ok_or_else(|| format!("no key column {k}")))
         .collect::<Result<_, _>>()?;
     let converter = RowConverter::new(columns.iter().map(|c| SortField::new(c.data_type().clone())).collect())
         .map_err(|e| e.to_string())?;
-    let rows = converter.convert_columns(&columns).map_err(|e| e.to_string())?;
+    converter.convert_columns(&columns).map_err(|e| e.to_string())
+}
+
+/// Keeps the last row of every primary key (the newest extraction wins), in original order.
+fn keep_last_per_key(batch: &RecordBatch, key: &[String]) -> Result<RecordBatch, String> {
+    let rows = key_rows(batch, key)?;
     let mut seen = HashSet::with_capacity(batch.num_rows());
     let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());
     for i in (0..rows.num_rows()).rev() {
@@ -264,6 +276,9 @@ fn keep_last_per_key(batch: &RecordBatch, key: &[String]) -> Result<RecordBatch,
         }
     }
     keep.reverse();
+    if keep.len() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
     take_record_batch(batch, &UInt32Array::from(keep)).map_err(|e| e.to_string())
 }
 
@@ -296,8 +311,11 @@ impl Sink for ParquetSink {
         Ok(())
     }
 
-    fn commit(&mut self, state: &State) -> Result<(), SinkError> {
-        for (stream, servers) in std::mem::take(&mut self.staged_replaced) {
+    fn commit(&mut self, stream: Option<&str>, state: &State) -> Result<(), SinkError> {
+        let ours = |s: &String| stream.is_none_or(|c| c == s);
+        let replaced: Vec<String> = self.staged_replaced.keys().filter(|s| ours(s)).cloned().collect();
+        for stream in replaced {
+            let servers = self.staged_replaced.remove(&stream).unwrap_or_default();
             // Rows buffered earlier for these servers are replaced too.
             if let Some(buffered) = self.buffered.get_mut(&stream) {
                 for b in buffered.iter_mut() {
@@ -306,7 +324,9 @@ impl Sink for ParquetSink {
             }
             self.replaced.entry(stream).or_default().extend(servers);
         }
-        for (stream, batches) in std::mem::take(&mut self.staged) {
+        let staged: Vec<String> = self.staged.keys().filter(|s| ours(s)).cloned().collect();
+        for stream in staged {
+            let batches = self.staged.remove(&stream).unwrap_or_default();
             self.buffered_rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
             self.buffered.entry(stream).or_default().extend(batches);
         }
@@ -368,7 +388,7 @@ mod tests {
             sink.begin_stream(&info).unwrap();
             let body = page(&[("a", "2026-11-01T23:30:00-05:00"), ("b", "2026-11-02T10:00:00Z"), ("a", "2026-11-01T23:30:00-05:00")]);
             sink.write("messages_outbound", &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
-            sink.commit(&state).unwrap();
+            sink.commit(None, &state).unwrap();
             // Staged but never committed: must not appear.
             sink.write("messages_outbound", &dec.decode(page(&[("zz", "2026-11-02T10:00:00Z")]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
             sink.finish().unwrap();
@@ -378,5 +398,24 @@ mod tests {
         assert!(dir.path().join("messages_outbound/date=2026-11-02").join(DATA_FILE).exists());
         let mut sink = ParquetSink::open(dir.path()).unwrap();
         assert_eq!(sink.load_state().unwrap(), Some(state));
+    }
+
+    /// Streams run concurrently: a commit of one stream leaves another's staged rows staged,
+    /// and they vanish if the run ends before that stream commits.
+    #[test]
+    fn commit_covers_only_its_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (info, dec) = crate::sinks::messages_for_tests();
+        let other = StreamInfo { name: "other".to_string(), ..info.clone() };
+        let mut sink = ParquetSink::open(dir.path()).unwrap();
+        sink.begin_stream(&info).unwrap();
+        sink.begin_stream(&other).unwrap();
+        let rows = |id| dec.decode(page(&[(id, "2026-11-02T10:00:00Z")]).as_bytes(), &Default::default()).unwrap().batch;
+        sink.write("other", &rows("x")).unwrap();
+        sink.write("messages_outbound", &rows("a")).unwrap();
+        sink.commit(Some("messages_outbound"), &State::default()).unwrap();
+        sink.finish().unwrap();
+        assert_eq!(read_all(dir.path()), vec!["a"]);
+        assert_eq!(fs::read_dir(dir.path().join("other")).unwrap().count(), 0);
     }
 }

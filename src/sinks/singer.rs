@@ -113,7 +113,7 @@ impl<W: Write + Send> Sink for SingerSink<W> {
         Ok(())
     }
 
-    fn commit(&mut self, state: &State) -> Result<(), SinkError> {
+    fn commit(&mut self, _stream: Option<&str>, state: &State) -> Result<(), SinkError> {
         self.line(&json!({"type": "STATE", "value": state}))?;
         self.out.flush().map_err(|e| self.io(e))
     }
@@ -135,7 +135,7 @@ mod tests {
         sink.begin_stream(&info).unwrap();
         let body = r#"{"TotalCount":1,"Messages":[{"MessageID":"m1","ReceivedAt":"2026-01-02T03:04:05.1234567-05:00","Tag":"","TrackOpens":false,"Metadata":{"a":"1"}}]}"#;
         sink.write("messages_outbound", &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
-        sink.commit(&State::default()).unwrap();
+        sink.commit(None, &State::default()).unwrap();
         let out = String::from_utf8(sink.into_inner()).unwrap();
         let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 3);

@@ -288,8 +288,13 @@ pub struct Extractor<'a> {
     state: std::sync::Mutex<State>,
     /// Start of this run: windows never reach past it, and rows carry it as `_synced_at`.
     pub now: DateTime<Utc>,
-    servers: Option<Vec<ServerScope>>,
-    message_streams: HashMap<Option<i64>, Vec<MessageStreamItem>>,
+    /// Listed once per run, whichever stream asks first (streams run concurrently).
+    servers: tokio::sync::OnceCell<Vec<ServerScope>>,
+    message_streams: tokio::sync::Mutex<HashMap<Option<i64>, Vec<MessageStreamItem>>>,
+    /// Held from a bookmark's move until its commit is queued, so the sink receives states in
+    /// the order they were taken: a later state never reaches it before the rows of an
+    /// earlier one.
+    commit_order: tokio::sync::Mutex<()>,
 }
 
 impl<'a> Extractor<'a> {
@@ -300,8 +305,9 @@ impl<'a> Extractor<'a> {
             sink,
             state: std::sync::Mutex::new(state),
             now,
-            servers: None,
-            message_streams: HashMap::new(),
+            servers: tokio::sync::OnceCell::new(),
+            message_streams: tokio::sync::Mutex::new(HashMap::new()),
+            commit_order: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -310,7 +316,7 @@ impl<'a> Extractor<'a> {
     }
 
     /// Syncs one stream for every server and partition, and returns what it did.
-    pub async fn sync_stream(&mut self, def: &'static StreamDef) -> Result<Vec<PartitionReport>, SyncError> {
+    pub async fn sync_stream(&self, def: &'static StreamDef) -> Result<Vec<PartitionReport>, SyncError> {
         let schema = def.schema()?;
         let decoder = PageDecoder::new(&schema, def.records, self.now);
         let info = StreamInfo {
@@ -337,26 +343,14 @@ impl<'a> Extractor<'a> {
             };
             return self.sync_server(def, &decoder, &account).await;
         }
-        let servers = self.take_servers().await?;
         let mut reports = Vec::new();
-        let mut failure = None;
-        for server in &servers {
-            match self.sync_server(def, &decoder, server).await {
-                Ok(r) => reports.extend(r),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
+        for server in self.servers().await? {
+            reports.extend(self.sync_server(def, &decoder, server).await?);
         }
-        self.servers = Some(servers);
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(reports),
-        }
+        Ok(reports)
     }
 
-    async fn sync_server(&mut self, def: &'static StreamDef, decoder: &PageDecoder, server: &ServerScope) -> Result<Vec<PartitionReport>, SyncError> {
+    async fn sync_server(&self, def: &'static StreamDef, decoder: &PageDecoder, server: &ServerScope) -> Result<Vec<PartitionReport>, SyncError> {
         let partitions = self.partitions(def, server).await?;
         let mut reports = Vec::new();
         if let Kind::FullTable { paged } = def.kind {
@@ -378,10 +372,11 @@ impl<'a> Extractor<'a> {
     }
 
     /// The servers to sync: the token's own server, or those `servers` picks via the account.
-    async fn take_servers(&mut self) -> Result<Vec<ServerScope>, SyncError> {
-        if let Some(s) = self.servers.take() {
-            return Ok(s);
-        }
+    async fn servers(&self) -> Result<&[ServerScope], SyncError> {
+        self.servers.get_or_try_init(|| self.list_servers()).await.map(Vec::as_slice)
+    }
+
+    async fn list_servers(&self) -> Result<Vec<ServerScope>, SyncError> {
         match (&self.config.servers, &self.config.server_token) {
             (Some(selection), _) => self.account_servers(selection).await,
             (None, Some(token)) => {
@@ -459,7 +454,7 @@ impl<'a> Extractor<'a> {
             .collect()
     }
 
-    async fn partitions(&mut self, def: &StreamDef, server: &ServerScope) -> Result<Vec<PartitionValue>, SyncError> {
+    async fn partitions(&self, def: &StreamDef, server: &ServerScope) -> Result<Vec<PartitionValue>, SyncError> {
         let (types, param) = match def.partition {
             Partition::None => {
                 return Ok(vec![PartitionValue {
@@ -482,7 +477,9 @@ impl<'a> Extractor<'a> {
             }
             Partition::MessageStreams { types, param } => (types, param),
         };
-        if !self.message_streams.contains_key(&server.id) {
+        // Locked while listing, so that streams starting together ask once.
+        let mut message_streams = self.message_streams.lock().await;
+        if !message_streams.contains_key(&server.id) {
             let list = self
                 .client
                 .get(
@@ -493,9 +490,9 @@ impl<'a> Extractor<'a> {
                 )
                 .await
                 .map_err(|source| SyncError::Listing { what: "message streams (GET /message-streams)", source })?;
-            self.message_streams.insert(server.id, list.message_streams);
+            message_streams.insert(server.id, list.message_streams);
         }
-        let all = self.message_streams.get(&server.id).map(Vec::as_slice).unwrap_or_default();
+        let all = message_streams.get(&server.id).map(Vec::as_slice).unwrap_or_default();
         if let Some(wanted) = &self.config.message_streams {
             // Through the account, servers differ; a listed stream must exist on at least the
             // token's own server.
@@ -552,20 +549,17 @@ impl<'a> Extractor<'a> {
     /// What a sync would read, without reading it (`sync --dry-run`): per stream, server and
     /// partition, the range and the first request. Only the server and its message streams
     /// are fetched, to know the partitions.
-    pub async fn plan(&mut self, def: &'static StreamDef) -> Result<Vec<PlannedRead>, SyncError> {
+    pub async fn plan(&self, def: &'static StreamDef) -> Result<Vec<PlannedRead>, SyncError> {
         if def.token == TokenKind::Account && self.config.account_token.is_none() {
             return Ok(Vec::new());
         }
         let account = def.token == TokenKind::Account;
-        let servers = if account {
-            vec![ServerScope { id: None, name: "account".to_string(), token: Secret::new(""), via_account: false }]
-        } else {
-            self.take_servers().await?
-        };
+        let account_scope = [ServerScope { id: None, name: "account".to_string(), token: Secret::new(""), via_account: false }];
+        let servers = if account { &account_scope[..] } else { self.servers().await? };
         let schema = def.schema()?;
         let decoder = PageDecoder::new(&schema, def.records, self.now);
         let mut out = Vec::new();
-        for server in &servers {
+        for server in servers {
             for partition in self.partitions(def, server).await? {
                 let ctx = Ctx::new(def, &decoder, server, &partition);
                 let bookmark = self.state().bookmark(def.name, &ctx.state_key).map(|b| b.replication_key_value);
@@ -605,9 +599,6 @@ impl<'a> Extractor<'a> {
                 });
             }
         }
-        if !account {
-            self.servers = Some(servers);
-        }
         Ok(out)
     }
 
@@ -646,6 +637,7 @@ impl<'a> Extractor<'a> {
     }
 
     async fn commit(&self, ctx: &Ctx<'_>, bookmark: Option<DateTime<Utc>>) -> Result<(), SyncError> {
+        let _order = self.commit_order.lock().await;
         let snapshot = {
             let mut state = self.state();
             if let (Some(key), Some(value)) = (ctx.def.replication_key(), bookmark) {
@@ -654,7 +646,7 @@ impl<'a> Extractor<'a> {
             state.clone()
         };
         self.sink
-            .commit(snapshot)
+            .commit(ctx.def.name, snapshot)
             .await
             .map_err(|()| SyncError::SinkStopped(ctx.def.name))
     }
@@ -1185,9 +1177,10 @@ impl<'a> Extractor<'a> {
             .await
             .map_err(|()| SyncError::SinkStopped(def.name))?;
         self.write(def, batches).await?;
+        let _order = self.commit_order.lock().await;
         let snapshot = self.state().clone();
         self.sink
-            .commit(snapshot)
+            .commit(def.name, snapshot)
             .await
             .map_err(|()| SyncError::SinkStopped(def.name))?;
         Ok(report)

@@ -235,7 +235,7 @@ pub fn merge(dir: &Path, dest: DestKind, path: &Path) -> Result<Merged, SinkErro
             merged.events += batch.num_rows() as u64;
             sink.write(name, &batch)?;
         }
-        sink.commit(&state)?;
+        sink.commit(None, &state)?;
         fs::remove_file(&seg).map_err(|source| SinkError::Io { path: seg.clone(), source })?;
         merged.segments += 1;
     }
