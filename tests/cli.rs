@@ -203,8 +203,9 @@ fn concurrent_runs_are_refused() {
 /// kill -9 in the middle of a sync, then a rerun: nothing missing, nothing twice.
 #[test]
 fn killed_sync_resumes_exactly() {
+    // Slow enough that the sink commits (it groups commits for up to a second) before a kill.
     let config = FakeConfig {
-        latency: Duration::from_millis(20),
+        latency: Duration::from_millis(100),
         ..FakeConfig::default()
     };
     let today = Utc::now().with_timezone(&New_York).date_naive();

@@ -199,9 +199,11 @@ fn kill_9_during_a_burst_loses_no_acknowledged_event() {
 fn receiver_and_sync_share_the_database() {
     let env = Env::with_config(
         fake_postmark::FakeConfig { latency: Duration::from_millis(40), ..fake_postmark::FakeConfig::default() },
-        fake_postmark::generate::day(5, "outbound", Utc::now().date_naive() - chrono::Duration::days(1), 4_000),
+        // A day wholly in the past in US-Eastern time, whatever the time of day.
+        fake_postmark::generate::day(5, "outbound", Utc::now().date_naive() - chrono::Duration::days(2), 4_000),
     );
-    let config = write_config(&env, json!({"message_streams": ["outbound"], "max_concurrency": 1}));
+    let start_date = (Utc::now() - chrono::Duration::days(4)).to_rfc3339();
+    let config = write_config(&env, json!({"message_streams": ["outbound"], "max_concurrency": 1, "start_date": start_date}));
     let receiver = start(&env, &config);
     let mut sync = Command::new(BIN)
         .args(["sync", "--config", config.to_str().unwrap(), "--path", "hooks.duckdb", "--streams", "messages_outbound"])

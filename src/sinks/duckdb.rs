@@ -1,37 +1,61 @@
 //! DuckDB destination: one table per stream, rows merged on the primary key, the state in a
 //! table of the same database, updated in the same transaction as the rows it covers.
 //!
-//! Per commit: BEGIN; rows staged with the Arrow appender into a temporary table (on `write`);
-//! rows with a staged key deleted from the target; staged rows inserted (one per key); the state
-//! row replaced; COMMIT. A crash before COMMIT leaves both data and state as they were.
+//! `write` keeps a stream's rows in memory (a window, at most a few tens of thousands of rows),
+//! once per key. Its `commit`: the keys go to a small temporary table; target rows with those
+//! keys are deleted; the rows are appended straight into the target with the Arrow appender;
+//! the state row is replaced. Commits are grouped: the transaction is committed every
+//! `GROUP_COMMIT_ROWS` rows or `GROUP_COMMIT_INTERVAL`, and on `flush` and `finish`. A crash
+//! loses rows and state since the last COMMIT together, and the next run reads them again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Schema};
+use arrow::row::{OwnedRow, RowConverter, SortField};
 use duckdb::Connection;
 
 use crate::schema::quote_ident;
+use crate::sinks::key_filter::KeyFilter;
 use crate::sinks::{Sink, SinkError, StreamInfo};
 use crate::state::State;
 
 pub const STATE_TABLE: &str = "_postmark_elt_state";
+/// Rows, and time, after which a logical commit is also a DuckDB COMMIT (an fsync of the WAL).
+const GROUP_COMMIT_ROWS: usize = 50_000;
+const GROUP_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct DuckdbSink {
     conn: Connection,
     dest: String,
     streams: HashMap<String, StreamInfo>,
-    staged: BTreeSet<String>,
+    /// Rows written since each stream's last commit.
+    pending: HashMap<String, Pending>,
     /// Streams whose rows of a server (or all rows) go before the next commit's rows.
     replaced: Vec<(String, Option<i64>)>,
     in_transaction: bool,
+    /// Rows merged by commits since the last COMMIT.
+    uncommitted_rows: usize,
+    last_commit: Instant,
 }
 
-fn stage_table(stream: &str) -> String {
-    quote_ident(&format!("_stage_{stream}"))
+/// A stream's uncommitted rows, each key once (the first read wins: rows read twice in a run
+/// come from neighbouring windows sharing a boundary second, and are the same).
+struct Pending {
+    batches: Vec<RecordBatch>,
+    keys: HashSet<OwnedRow>,
+    converter: RowConverter,
+    /// Keys loaded by this run, if the table was empty when it began: a commit none of whose
+    /// keys are in it has nothing to replace (the usual case of a first, large load).
+    loaded: Option<KeyFilter>,
+}
+
+fn keys_table(stream: &str) -> String {
+    quote_ident(&format!("_keys_{stream}"))
 }
 
 impl DuckdbSink {
@@ -53,15 +77,18 @@ impl DuckdbSink {
             conn,
             dest,
             streams: HashMap::new(),
-            staged: BTreeSet::new(),
+            pending: HashMap::new(),
             replaced: Vec::new(),
             in_transaction: false,
+            uncommitted_rows: 0,
+            last_commit: Instant::now(),
         };
-        // Never reach for the network to fetch an extension.
         sink.exec(
             "configuring the connection",
-            // A loader needs little of DuckDB's buffer pool; a cap keeps the process small.
-            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '64MB';",
+            // Never reach for the network to fetch an extension. A loader needs little of
+            // DuckDB's buffer pool; a cap keeps the process small. Checkpoints rewrite the
+            // table's last row group each time, so they wait for 256 MB of WAL (and `finish`).
+            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '64MB'; SET checkpoint_threshold = '256MB';",
         )?;
         sink.exec(
             "creating the state table",
@@ -92,6 +119,16 @@ impl DuckdbSink {
         Ok(())
     }
 
+    fn commit_transaction(&mut self) -> Result<(), SinkError> {
+        if self.in_transaction {
+            self.exec("committing", "COMMIT")?;
+            self.in_transaction = false;
+        }
+        self.uncommitted_rows = 0;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
     fn existing_columns(&self, table: &str) -> Result<Vec<String>, SinkError> {
         let mut stmt = self
             .conn
@@ -104,22 +141,52 @@ impl DuckdbSink {
             .map_err(|e| self.fail("reading table columns", e))
     }
 
-    fn merge(&self, info: &StreamInfo) -> Result<(), SinkError> {
+    /// Replaces the target rows that share a key with `batches` (unless `new_keys` says none
+    /// can), inside the open transaction.
+    fn merge(&self, info: &StreamInfo, batches: &[RecordBatch], new_keys: bool) -> Result<usize, SinkError> {
+        let context = format!("merging rows into table {}", info.name);
         let table = quote_ident(&info.name);
-        let stage = stage_table(&info.name);
-        let keys: Vec<String> = info.primary_key.iter().map(|k| quote_ident(k)).collect();
-        let on = keys
+        let keys = keys_table(&info.name);
+        let on = info
+            .primary_key
             .iter()
-            .map(|k| format!("t.{k} = s.{k}"))
+            .map(|k| format!("t.{k} = s.{k}", k = quote_ident(k)))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let sql = format!(
-            "DELETE FROM main.{table} AS t USING temp.{stage} AS s WHERE {on};\n\
-             INSERT INTO main.{table} BY NAME SELECT DISTINCT ON ({keys}) * FROM temp.{stage};\n\
-             DELETE FROM temp.{stage};",
-            keys = keys.join(", ")
-        );
-        self.exec(&format!("merging rows into table {}", info.name), &sql)
+        let key_columns: Vec<usize> = info
+            .primary_key
+            .iter()
+            .map(|k| info.arrow.index_of(k).map_err(|e| self.fail(&context, e)))
+            .collect::<Result<_, _>>()?;
+        let columns: Vec<&str> = info.arrow.fields().iter().map(|f| f.name().as_str()).collect();
+        let mut rows = 0;
+        if !new_keys {
+            let mut appender = self
+                .conn
+                .appender_to_catalog_and_db(&format!("_keys_{}", info.name), "temp", "main")
+                .map_err(|e| self.fail(&context, e))?;
+            for batch in batches {
+                let keys = utc_wall_clock(&batch.project(&key_columns).map_err(|e| self.fail(&context, e))?).map_err(|e| self.fail(&context, e))?;
+                appender.append_record_batch(keys).map_err(|e| self.fail(&context, e))?;
+            }
+            appender.flush().map_err(|e| self.fail(&context, e))?;
+            drop(appender);
+            self.exec(&context, &format!("DELETE FROM main.{table} AS t USING temp.{keys} AS s WHERE {on}; DELETE FROM temp.{keys};"))?;
+        }
+        // Straight into the target, by column name: an older table may order its columns
+        // differently (columns added by newer schemas come last).
+        let mut appender = self
+            .conn
+            .appender_with_columns_to_db(&info.name, "main", &columns)
+            .map_err(|e| self.fail(&context, e))?;
+        for batch in batches {
+            rows += batch.num_rows();
+            appender
+                .append_record_batch(utc_wall_clock(batch).map_err(|e| self.fail(&context, e))?)
+                .map_err(|e| self.fail(&context, e))?;
+        }
+        appender.flush().map_err(|e| self.fail(&context, e))?;
+        Ok(rows)
     }
 }
 
@@ -194,6 +261,11 @@ impl Sink for DuckdbSink {
             .map(|(name, ty)| format!("{} {ty}", quote_ident(name)))
             .collect();
         let existing = self.existing_columns(&stream.name)?;
+        let empty = existing.is_empty()
+            || self
+                .conn
+                .query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM main.{table})"), [], |r| r.get::<_, bool>(0))
+                .map_err(|e| self.fail(&format!("reading table {}", stream.name), e))?;
         if existing.is_empty() {
             self.exec(
                 &format!("creating table {}", stream.name),
@@ -210,10 +282,31 @@ impl Sink for DuckdbSink {
                 }
             }
         }
+        // In key order: the key batches appended to it are projected in that order.
+        let key_ddl: Vec<String> = stream
+            .primary_key
+            .iter()
+            .filter_map(|k| columns.iter().find(|(name, _)| name == k))
+            .map(|(name, ty)| format!("{} {ty}", quote_ident(name)))
+            .collect();
         self.exec(
-            &format!("creating the staging table of {}", stream.name),
-            &format!("CREATE OR REPLACE TEMP TABLE {} ({})", stage_table(&stream.name), ddl.join(", ")),
+            &format!("creating the key table of {}", stream.name),
+            &format!("CREATE OR REPLACE TEMP TABLE {} ({})", keys_table(&stream.name), key_ddl.join(", ")),
         )?;
+        let fields = stream
+            .primary_key
+            .iter()
+            .map(|k| stream.arrow.field_with_name(k).map(|f| SortField::new(f.data_type().clone())))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
+        let converter = RowConverter::new(fields).map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
+        // Begun again (another server): the filter, if any, still knows every key loaded.
+        self.pending.entry(stream.name.clone()).or_insert(Pending {
+            batches: Vec::new(),
+            keys: HashSet::new(),
+            converter,
+            loaded: empty.then(KeyFilter::default),
+        });
         self.streams.insert(stream.name.clone(), stream.clone());
         Ok(())
     }
@@ -222,18 +315,33 @@ impl Sink for DuckdbSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.begin()?;
         let context = format!("staging rows of {stream}");
-        let mut appender = self
-            .conn
-            .appender_to_catalog_and_db(&format!("_stage_{stream}"), "temp", "main")
-            .map_err(|e| self.fail(&context, e))?;
-        appender
-            .append_record_batch(utc_wall_clock(batch).map_err(|e| self.fail(&context, e))?)
-            .map_err(|e| self.fail(&context, e))?;
-        appender.flush().map_err(|e| self.fail(&context, e))?;
-        drop(appender);
-        self.staged.insert(stream.to_string());
+        let (Some(info), Some(pending)) = (self.streams.get(stream), self.pending.get_mut(stream)) else {
+            return Err(self.fail(&context, "the stream was written before it was begun"));
+        };
+        let key_columns = info
+            .primary_key
+            .iter()
+            .map(|k| batch.column_by_name(k).cloned().ok_or_else(|| format!("no key column {k}")))
+            .collect::<Result<Vec<_>, _>>();
+        let rows = key_columns.and_then(|c| pending.converter.convert_columns(&c).map_err(|e| e.to_string()));
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => return Err(self.fail(&context, e)),
+        };
+        let keep: Vec<u32> = (0..rows.num_rows())
+            .filter(|&i| pending.keys.insert(rows.row(i).owned()))
+            .map(|i| i as u32)
+            .collect();
+        let batch = if keep.len() == batch.num_rows() {
+            batch.clone()
+        } else {
+            match take_record_batch(batch, &UInt32Array::from(keep)) {
+                Ok(b) => b,
+                Err(e) => return Err(self.fail(&context, e)),
+            }
+        };
+        pending.batches.push(batch);
         Ok(())
     }
 
@@ -256,14 +364,29 @@ impl Sink for DuckdbSink {
             }
             .map_err(|e| self.fail(&context, e))?;
         }
-        let staged: Vec<String> = self.staged.iter().filter(|s| ours(s)).cloned().collect();
-        for stream in staged {
-            self.staged.remove(&stream);
+        let names: Vec<String> = self.pending.keys().filter(|s| ours(s)).cloned().collect();
+        for name in names {
+            let Some(pending) = self.pending.get_mut(&name) else { continue };
+            if pending.batches.is_empty() {
+                continue;
+            }
+            let batches = std::mem::take(&mut pending.batches);
+            let new_keys = match &mut pending.loaded {
+                Some(loaded) => {
+                    let new = pending.keys.iter().all(|k| !loaded.may_contain(k.row().as_ref()));
+                    for k in &pending.keys {
+                        loaded.insert(k.row().as_ref());
+                    }
+                    new
+                }
+                None => false,
+            };
+            pending.keys.clear();
             let info = self
                 .streams
-                .get(&stream)
-                .ok_or_else(|| self.fail("merging", format!("stream {stream} was written before it was begun")))?;
-            self.merge(info)?;
+                .get(&name)
+                .ok_or_else(|| self.fail("merging", format!("stream {name} was written before it was begun")))?;
+            self.uncommitted_rows += self.merge(info, &batches, new_keys)?;
         }
         self.conn
             .execute(
@@ -271,16 +394,20 @@ impl Sink for DuckdbSink {
                 [state.to_json()],
             )
             .map_err(|e| self.fail("saving the state", e))?;
-        self.exec("committing", "COMMIT")?;
-        self.in_transaction = false;
+        if self.uncommitted_rows >= GROUP_COMMIT_ROWS || self.last_commit.elapsed() >= GROUP_COMMIT_INTERVAL {
+            self.commit_transaction()?;
+        }
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.commit_transaction()
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
-        if self.in_transaction {
-            self.exec("rolling back uncommitted rows", "ROLLBACK")?;
-            self.in_transaction = false;
-        }
+        // The open transaction holds only committed streams' rows (uncommitted ones wait in
+        // memory and are dropped here), so it is committed.
+        self.commit_transaction()?;
         self.exec("checkpointing", "CHECKPOINT")
     }
 }

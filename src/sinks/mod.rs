@@ -6,6 +6,8 @@
 
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+#[cfg(feature = "duckdb")]
+mod key_filter;
 pub mod parquet;
 pub mod singer;
 
@@ -82,10 +84,14 @@ pub trait Sink: Send {
     fn replace(&mut self, stream: &str, server_id: Option<i64>) -> Result<(), SinkError>;
     /// Stages rows; they become visible only at the next commit.
     fn write(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), SinkError>;
-    /// Makes the rows (and replaces) staged for `stream`, or for every stream when `None`, and
-    /// `state` durable together. Rows staged for other streams stay staged: streams are read
-    /// concurrently, and another stream's half-read window must not be committed with this one.
+    /// Commits the rows (and replaces) staged for `stream`, or for every stream when `None`,
+    /// with `state`: they become durable together, at once or at the latest by the next `flush`
+    /// or `finish` (sinks group commits; a crash in between loses rows and state together).
+    /// Rows staged for other streams stay staged: streams are read concurrently, and another
+    /// stream's half-read window must not be committed with this one.
     fn commit(&mut self, stream: Option<&str>, state: &State) -> Result<(), SinkError>;
+    /// Makes every commit so far durable before returning.
+    fn flush(&mut self) -> Result<(), SinkError>;
     /// Closes the destination. Rows staged since the last commit are dropped.
     fn finish(&mut self) -> Result<(), SinkError>;
 }

@@ -105,7 +105,7 @@ impl ParquetSink {
         })
     }
 
-    fn flush(&mut self) -> Result<(), SinkError> {
+    fn write_buffered(&mut self) -> Result<(), SinkError> {
         let replaced = std::mem::take(&mut self.replaced);
         let mut streams: Vec<(String, Vec<RecordBatch>)> = std::mem::take(&mut self.buffered).into_iter().collect();
         for stream in replaced.keys() {
@@ -332,7 +332,7 @@ impl Sink for ParquetSink {
         }
         self.pending_state = Some(state.clone());
         if self.buffered_rows >= FLUSH_ROWS {
-            self.flush()?;
+            self.write_buffered()?;
         }
         Ok(())
     }
@@ -340,7 +340,11 @@ impl Sink for ParquetSink {
     fn finish(&mut self) -> Result<(), SinkError> {
         self.staged.clear();
         self.staged_replaced.clear();
-        self.flush()
+        self.write_buffered()
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.write_buffered()
     }
 }
 

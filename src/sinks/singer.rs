@@ -118,6 +118,10 @@ impl<W: Write + Send> Sink for SingerSink<W> {
         self.out.flush().map_err(|e| self.io(e))
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|e| self.io(e))
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(|e| self.io(e))
     }

@@ -236,6 +236,8 @@ pub fn merge(dir: &Path, dest: DestKind, path: &Path) -> Result<Merged, SinkErro
             sink.write(name, &batch)?;
         }
         sink.commit(None, &state)?;
+        // The events must be durable before their spool file goes.
+        sink.flush()?;
         fs::remove_file(&seg).map_err(|source| SinkError::Io { path: seg.clone(), source })?;
         merged.segments += 1;
     }
