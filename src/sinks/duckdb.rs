@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Schema};
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::OwnedRow;
 use duckdb::Connection;
 
 use crate::schema::quote_ident;
 use crate::sinks::key_filter::KeyFilter;
-use crate::sinks::{Sink, SinkError, StreamInfo};
+use crate::sinks::{KeyEncoder, Sink, SinkError, StreamInfo};
 use crate::state::State;
 
 pub const STATE_TABLE: &str = "_postmark_elt_state";
@@ -48,7 +48,7 @@ pub struct DuckdbSink {
 struct Pending {
     batches: Vec<RecordBatch>,
     keys: HashSet<OwnedRow>,
-    converter: RowConverter,
+    encoder: KeyEncoder,
     /// Keys loaded by this run, if the table was empty when it began: a commit none of whose
     /// keys are in it has nothing to replace (the usual case of a first, large load).
     loaded: Option<KeyFilter>,
@@ -293,18 +293,12 @@ impl Sink for DuckdbSink {
             &format!("creating the key table of {}", stream.name),
             &format!("CREATE OR REPLACE TEMP TABLE {} ({})", keys_table(&stream.name), key_ddl.join(", ")),
         )?;
-        let fields = stream
-            .primary_key
-            .iter()
-            .map(|k| stream.arrow.field_with_name(k).map(|f| SortField::new(f.data_type().clone())))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
-        let converter = RowConverter::new(fields).map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
+        let encoder = KeyEncoder::new(stream).map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
         // Begun again (another server): the filter, if any, still knows every key loaded.
         self.pending.entry(stream.name.clone()).or_insert(Pending {
             batches: Vec::new(),
             keys: HashSet::new(),
-            converter,
+            encoder,
             loaded: empty.then(KeyFilter::default),
         });
         self.streams.insert(stream.name.clone(), stream.clone());
@@ -316,16 +310,10 @@ impl Sink for DuckdbSink {
             return Ok(());
         }
         let context = format!("staging rows of {stream}");
-        let (Some(info), Some(pending)) = (self.streams.get(stream), self.pending.get_mut(stream)) else {
+        let Some(pending) = self.pending.get_mut(stream) else {
             return Err(self.fail(&context, "the stream was written before it was begun"));
         };
-        let key_columns = info
-            .primary_key
-            .iter()
-            .map(|k| batch.column_by_name(k).cloned().ok_or_else(|| format!("no key column {k}")))
-            .collect::<Result<Vec<_>, _>>();
-        let rows = key_columns.and_then(|c| pending.converter.convert_columns(&c).map_err(|e| e.to_string()));
-        let rows = match rows {
+        let rows = match pending.encoder.rows(batch) {
             Ok(r) => r,
             Err(e) => return Err(self.fail(&context, e)),
         };

@@ -74,6 +74,36 @@ pub struct StreamInfo {
     pub mode: LoadMode,
 }
 
+/// A stream's primary key in arrow's row format, which hashes and compares as bytes; one
+/// encoder per stream, so that every row of it is encoded alike.
+pub(crate) struct KeyEncoder {
+    converter: arrow::row::RowConverter,
+    key: Vec<String>,
+}
+
+impl KeyEncoder {
+    pub fn new(info: &StreamInfo) -> Result<Self, String> {
+        let fields = info
+            .primary_key
+            .iter()
+            .map(|k| info.arrow.field_with_name(k).map(|f| arrow::row::SortField::new(f.data_type().clone())))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let converter = arrow::row::RowConverter::new(fields).map_err(|e| e.to_string())?;
+        Ok(KeyEncoder { converter, key: info.primary_key.clone() })
+    }
+
+    /// The key of every row of `batch`.
+    pub fn rows(&self, batch: &RecordBatch) -> Result<arrow::row::Rows, String> {
+        let columns = self
+            .key
+            .iter()
+            .map(|k| batch.column_by_name(k).cloned().ok_or_else(|| format!("no key column {k}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.converter.convert_columns(&columns).map_err(|e| e.to_string())
+    }
+}
+
 pub trait Sink: Send {
     /// The state saved by the last commit, if any.
     fn load_state(&mut self) -> Result<Option<State>, SinkError>;

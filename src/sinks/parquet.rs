@@ -15,14 +15,14 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::row::{Row, RowConverter, Rows, SortField};
+use arrow::row::Row;
 use chrono::DateTime;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::sinks::{Sink, SinkError, StreamInfo};
+use crate::sinks::{KeyEncoder, Sink, SinkError, StreamInfo};
 use crate::state::State;
 
 pub const STATE_FILE: &str = "_state.json";
@@ -133,6 +133,7 @@ impl ParquetSink {
     fn write_stream(&self, info: &StreamInfo, batches: &[RecordBatch], drop_servers: &[Option<i64>]) -> Result<(), SinkError> {
         let context = format!("writing stream {}", info.name);
         let all = concat_batches(&info.arrow, batches).map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
+        let encoder = KeyEncoder::new(info).map_err(|e| write_err(&self.dir, context.clone())(e))?;
         let mut groups = partition_rows(&all, info.cursor_field.as_deref());
         if !drop_servers.is_empty() {
             // Replacing with nothing still rewrites the file.
@@ -142,8 +143,8 @@ impl ParquetSink {
             let fail = |e: String| write_err(&self.dir, context.clone())(e);
             let indices = UInt32Array::from(rows);
             let new_rows = take_record_batch(&all, &indices).map_err(|e| fail(e.to_string()))?;
-            let new_rows = keep_last_per_key(&new_rows, &info.primary_key).map_err(fail)?;
-            let new_keys = key_rows(&new_rows, &info.primary_key).map_err(fail)?;
+            let new_rows = keep_last_per_key(&new_rows, &encoder).map_err(fail)?;
+            let new_keys = encoder.rows(&new_rows).map_err(fail)?;
             let new_key_set: HashSet<Row<'_>> = new_keys.iter().collect();
             let folder = match &partition {
                 Some(date) => self.dir.join(&info.name).join(format!("date={date}")),
@@ -164,7 +165,7 @@ impl ParquetSink {
                     let batch = batch.map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
                     let batch = with_schema(&batch, &info.arrow).map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
                     let batch = if drop_servers.is_empty() { batch } else { without_servers(&batch, drop_servers).map_err(fail)? };
-                    let keys = key_rows(&batch, &info.primary_key).map_err(fail)?;
+                    let keys = encoder.rows(&batch).map_err(fail)?;
                     let keep: Vec<u32> = (0..keys.num_rows()).filter(|&i| !new_key_set.contains(&keys.row(i))).map(|i| i as u32).collect();
                     let kept = if keep.len() == batch.num_rows() { batch } else { take_record_batch(&batch, &UInt32Array::from(keep)).map_err(|e| fail(e.to_string()))? };
                     writer.write(&kept).map_err(|e| fail(e.to_string()))?;
@@ -254,20 +255,8 @@ fn without_servers(batch: &RecordBatch, servers: &[Option<i64>]) -> Result<Recor
 }
 
 /// Keeps the last row of every primary key (the newest extraction wins), in original order.
-/// The primary key of every row, in a form that compares and hashes.
-fn key_rows(batch: &RecordBatch, key: &[String]) -> Result<Rows, String> {
-    let columns: Vec<ArrayRef> = key
-        .iter()
-        .map(|k| batch.column_by_name(k).cloned().ok_or_else(|| format!("no key column {k}")))
-        .collect::<Result<_, _>>()?;
-    let converter = RowConverter::new(columns.iter().map(|c| SortField::new(c.data_type().clone())).collect())
-        .map_err(|e| e.to_string())?;
-    converter.convert_columns(&columns).map_err(|e| e.to_string())
-}
-
-/// Keeps the last row of every primary key (the newest extraction wins), in original order.
-fn keep_last_per_key(batch: &RecordBatch, key: &[String]) -> Result<RecordBatch, String> {
-    let rows = key_rows(batch, key)?;
+fn keep_last_per_key(batch: &RecordBatch, encoder: &KeyEncoder) -> Result<RecordBatch, String> {
+    let rows = encoder.rows(batch)?;
     let mut seen = HashSet::with_capacity(batch.num_rows());
     let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());
     for i in (0..rows.num_rows()).rev() {
