@@ -54,8 +54,9 @@ struct Pending {
     loaded: Option<KeyFilter>,
 }
 
+/// The temporary table a commit's keys go to before the delete.
 fn keys_table(stream: &str) -> String {
-    quote_ident(&format!("_keys_{stream}"))
+    format!("_keys_{stream}")
 }
 
 impl DuckdbSink {
@@ -146,7 +147,7 @@ impl DuckdbSink {
     fn merge(&self, info: &StreamInfo, batches: &[RecordBatch], new_keys: bool) -> Result<usize, SinkError> {
         let context = format!("merging rows into table {}", info.name);
         let table = quote_ident(&info.name);
-        let keys = keys_table(&info.name);
+        let keys = quote_ident(&keys_table(&info.name));
         let on = info
             .primary_key
             .iter()
@@ -163,10 +164,10 @@ impl DuckdbSink {
         if !new_keys {
             let mut appender = self
                 .conn
-                .appender_to_catalog_and_db(&format!("_keys_{}", info.name), "temp", "main")
+                .appender_to_catalog_and_db(&keys_table(&info.name), "temp", "main")
                 .map_err(|e| self.fail(&context, e))?;
             for batch in batches {
-                let keys = utc_wall_clock(&batch.project(&key_columns).map_err(|e| self.fail(&context, e))?).map_err(|e| self.fail(&context, e))?;
+                let keys = batch.project(&key_columns).map_err(|e| self.fail(&context, e))?;
                 appender.append_record_batch(keys).map_err(|e| self.fail(&context, e))?;
             }
             appender.flush().map_err(|e| self.fail(&context, e))?;
@@ -181,9 +182,7 @@ impl DuckdbSink {
             .map_err(|e| self.fail(&context, e))?;
         for batch in batches {
             rows += batch.num_rows();
-            appender
-                .append_record_batch(utc_wall_clock(batch).map_err(|e| self.fail(&context, e))?)
-                .map_err(|e| self.fail(&context, e))?;
+            appender.append_record_batch(batch.clone()).map_err(|e| self.fail(&context, e))?;
         }
         appender.flush().map_err(|e| self.fail(&context, e))?;
         Ok(rows)
@@ -291,7 +290,7 @@ impl Sink for DuckdbSink {
             .collect();
         self.exec(
             &format!("creating the key table of {}", stream.name),
-            &format!("CREATE OR REPLACE TEMP TABLE {} ({})", keys_table(&stream.name), key_ddl.join(", ")),
+            &format!("CREATE OR REPLACE TEMP TABLE {} ({})", quote_ident(&keys_table(&stream.name)), key_ddl.join(", ")),
         )?;
         let encoder = KeyEncoder::new(stream).map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
         // Begun again (another server): the filter, if any, still knows every key loaded.
@@ -322,14 +321,16 @@ impl Sink for DuckdbSink {
             .map(|i| i as u32)
             .collect();
         let batch = if keep.len() == batch.num_rows() {
-            batch.clone()
+            Ok(batch.clone())
         } else {
-            match take_record_batch(batch, &UInt32Array::from(keep)) {
-                Ok(b) => b,
-                Err(e) => return Err(self.fail(&context, e)),
-            }
+            take_record_batch(batch, &UInt32Array::from(keep))
         };
-        pending.batches.push(batch);
+        // Converted once here (keys were encoded above, in the stream's own types), so that
+        // the commit appends these batches as they are.
+        match batch.and_then(|b| utc_wall_clock(&b)) {
+            Ok(b) => pending.batches.push(b),
+            Err(e) => return Err(self.fail(&context, e)),
+        }
         Ok(())
     }
 
