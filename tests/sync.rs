@@ -243,6 +243,46 @@ fn validation_error_is_not_retried() {
     assert_eq!(pages, 1, "a 422 was retried");
 }
 
+/// A page whose TotalCount disagrees with the window's (data changing while paging).
+const SHIFTED_PAGE: &str = r#"{"TotalCount": 1300, "Messages": []}"#;
+
+/// Pages go to the destination as they arrive, before their window is known to be complete.
+/// When the pages disagree with the TotalCount, the window is probed and read again from its
+/// start, and every message still arrives exactly once.
+#[test]
+fn shifted_pages_are_read_again_and_load_exactly_once() {
+    let today = today_eastern();
+    let env = Env::new(generate::day(21, "outbound", today - ChronoDuration::days(2), 1_200));
+    env.fake.push_faults("/messages/outbound", [Fault::Body(SHIFTED_PAGE.to_string())]);
+    let cfg = env.config(start_of(today - ChronoDuration::days(3)), json!({"message_streams": ["outbound"]}));
+    let out = env.run(&["sync", "--streams", "messages_outbound", "--config", cfg.to_str().unwrap()]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading the window again"), "{}", text(&out));
+    let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
+    assert_eq!((rows, distinct), (1_200, 1_200));
+    assert_eq!(ids, env.truth());
+    let first_pages = env.fake.requests().iter().filter(|r| r.path == "/messages/outbound" && r.param("offset") == Some("0")).count();
+    assert_eq!(first_pages, 2, "the window was not probed again from its start");
+}
+
+/// A window whose pages never agree with its TotalCount fails after three reads (exit 5),
+/// and none of its rows, already sent to the destination, are committed.
+#[test]
+fn window_that_never_settles_fails_without_committing_its_rows() {
+    let today = today_eastern();
+    let env = Env::new(generate::day(22, "outbound", today - ChronoDuration::days(2), 1_200));
+    env.fake.push_faults("/messages/outbound", std::iter::repeat_n(Fault::Body(SHIFTED_PAGE.to_string()), 20));
+    let cfg = env.config(start_of(today - ChronoDuration::days(3)), json!({"message_streams": ["outbound"]}));
+    let out = env.run(&["sync", "--streams", "messages_outbound", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("reading the window again").count(), 3, "{stderr}");
+    assert!(stderr.lines().last().unwrap_or_default().contains("3 times; nothing from this window was committed"), "{stderr}");
+    let db = env.path("postmark.duckdb");
+    assert_eq!(duckdb_ids(&db).0, 0, "rows of an unsettled window were committed");
+    assert_eq!(common::scalar(&db, "SELECT count(*) FROM _postmark_elt_state"), 0, "a state was saved");
+}
+
 fn page_with(records: &str) -> String {
     format!(r#"{{"TotalCount": 2, "Messages": [{records}]}}"#)
 }

@@ -83,14 +83,21 @@ pub(crate) struct KeyEncoder {
 
 impl KeyEncoder {
     pub fn new(info: &StreamInfo) -> Result<Self, String> {
-        let fields = info
-            .primary_key
+        Self::for_key(&info.arrow, &info.primary_key)
+    }
+
+    /// The encoder of `key`, columns of `schema`.
+    pub fn for_key(schema: &arrow::datatypes::Schema, key: &[impl AsRef<str>]) -> Result<Self, String> {
+        let fields = key
             .iter()
-            .map(|k| info.arrow.field_with_name(k).map(|f| arrow::row::SortField::new(f.data_type().clone())))
+            .map(|k| schema.field_with_name(k.as_ref()).map(|f| arrow::row::SortField::new(f.data_type().clone())))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let converter = arrow::row::RowConverter::new(fields).map_err(|e| e.to_string())?;
-        Ok(KeyEncoder { converter, key: info.primary_key.clone() })
+        Ok(KeyEncoder {
+            converter,
+            key: key.iter().map(|k| k.as_ref().to_string()).collect(),
+        })
     }
 
     /// The key of every row of `batch`.

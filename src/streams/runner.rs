@@ -7,12 +7,12 @@
 //! move only when the sink commits the rows they cover.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
-use arrow::row::{RowConverter, SortField};
+use arrow::row::OwnedRow;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::America::New_York;
+use futures::future::{self, BoxFuture, FutureExt};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -21,7 +21,7 @@ use crate::client::{Auth, BodyError, ClientError, PostmarkClient, TokenKind};
 use crate::config::{Config, ServerSelection};
 use crate::schema::SchemaError;
 use crate::secret::Secret;
-use crate::sinks::{LoadMode, SinkHandle, StreamInfo};
+use crate::sinks::{KeyEncoder, LoadMode, SinkHandle, StreamInfo};
 use crate::state::State;
 use crate::streams::extract::{Page, PageDecoder, Scope, string_column};
 use crate::streams::window::{CannotSplit, Window};
@@ -31,8 +31,6 @@ use crate::streams::{Kind, MAX_PAGE_SIZE, MAX_REACH, Partition, StatsShape, Stre
 const WINDOW_ATTEMPTS: u32 = 3;
 /// Rows staged between commits on reads whose bookmark moves only at the end.
 const STAGE_COMMIT_ROWS: u64 = 20_000;
-/// Windows read ahead of the one being committed.
-const WINDOW_LOOKAHEAD: usize = 3;
 /// Partition label of streams that are not split by message stream.
 const NO_PARTITION: &str = "default";
 
@@ -189,17 +187,24 @@ struct Leaf {
     splits: u64,
 }
 
-/// A window read completely, and the splits it took.
-struct WindowBatches {
-    window: Window,
-    batches: Vec<RecordBatch>,
-    rows: u64,
-    splits: u64,
+/// What [`Extractor::read_windows`] hands its caller, in order.
+enum WindowPart {
+    /// Rows of the window being read, as its pages arrive (not yet known to be complete).
+    Rows(RecordBatch),
+    /// Every row the window's TotalCount promised has arrived (in the `Rows` before this).
+    Complete { window: Window, rows: u64, splits: u64 },
 }
 
-enum WindowRead {
-    Split(u64),
-    Complete { batches: Vec<RecordBatch>, rows: u64 },
+/// One page of a leaf window, and where it sits in it.
+struct LeafPage {
+    window: Window,
+    /// The window's TotalCount, from its first page.
+    total: u64,
+    /// Splits made on the way to the window.
+    splits: u64,
+    index: usize,
+    pages: usize,
+    page: Page,
 }
 
 /// Everything a stream's loop needs to know about where it is.
@@ -661,57 +666,118 @@ impl<'a> Extractor<'a> {
             return Ok(report);
         }
         tracing::info!(stream = ctx.def.name, partition = %ctx.state_key, from = %start, to = %end, "Syncing.");
-        // Windows come oldest first; the next ones are probed and paged while the current one
-        // is written, and each is committed in order, moving the bookmark forward.
-        let mut reads = std::pin::pin!(self.window_reads(ctx, start, end));
-        while let Some(read) = reads.next().await {
-            let read = read?;
-            self.write(ctx.def, read.batches).await?;
-            let bookmark = read.window.to.min(end);
-            self.commit(ctx, Some(bookmark)).await?;
-            report.records += read.rows;
-            report.windows += 1;
-            report.splits += read.splits;
-            report.bookmark_after = Some(bookmark);
-        }
+        // Windows come oldest first; each is committed, moving the bookmark to its end, once
+        // all its rows are in, while the next pages download.
+        self.read_windows(ctx, start, end, async |part| match part {
+            WindowPart::Rows(batch) => self.write(ctx.def, vec![batch]).await,
+            WindowPart::Complete { window, rows, splits } => {
+                let bookmark = window.to.min(end);
+                self.commit(ctx, Some(bookmark)).await?;
+                report.records += rows;
+                report.windows += 1;
+                report.splits += splits;
+                report.bookmark_after = Some(bookmark);
+                Ok(())
+            }
+        })
+        .await?;
         Ok(report)
     }
 
-    /// Every row of `[from, to]`, window by window, oldest first; up to `WINDOW_LOOKAHEAD`
-    /// windows are probed and paged ahead of the one the caller is consuming.
-    fn window_reads<'s>(&'s self, ctx: &'s Ctx<'s>, from: DateTime<Utc>, to: DateTime<Utc>) -> impl futures::Stream<Item = Result<WindowBatches, SyncError>> + 's {
-        self.leaf_windows(ctx, Window::covering(from, to))
-            .map(move |leaf| async move {
-                let leaf = leaf?;
-                let (batches, rows, splits) = self.read_whole(ctx, leaf.window, leaf.first).await?;
-                Ok(WindowBatches {
-                    window: leaf.window,
-                    batches,
-                    rows,
-                    splits: leaf.splits + splits,
-                })
-            })
-            .buffered(WINDOW_LOOKAHEAD)
-    }
-
-    /// Reads one window completely, starting from its probe. If it grew past the offset limit
-    /// since the probe, its parts are read one after another.
-    async fn read_whole(&self, ctx: &Ctx<'_>, window: Window, probe: Page) -> Result<(Vec<RecordBatch>, u64, u64), SyncError> {
-        let (mut batches, mut rows, mut splits) = (Vec::new(), 0, 0);
-        let mut pending = vec![(window, Some(probe))];
-        while let Some((w, probe)) = pending.pop() {
-            match self.read_window_from(ctx, w, probe).await? {
-                WindowRead::Complete { batches: got, rows: n } => {
-                    batches.extend(got);
-                    rows += n;
+    /// Reads every row of `[from, to]`, window by window, oldest first. Pages go to `on` as
+    /// they arrive, in order, with up to `max_concurrency` requests ahead (across window
+    /// boundaries), so memory holds a few pages, whatever the size of a window. Each window is
+    /// reported complete once every row its TotalCount promised has arrived. When its pages
+    /// disagree with the TotalCount (data changed while paging), the read-ahead is dropped and
+    /// reading starts again at that window, at most `WINDOW_ATTEMPTS` times.
+    async fn read_windows(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, mut on: impl AsyncFnMut(WindowPart) -> Result<(), SyncError>) -> Result<(), SyncError> {
+        let keys = KeyEncoder::for_key(&ctx.decoder.output_schema(), ctx.def.primary_key).map_err(|problem| SchemaError::Property {
+            stream: ctx.def.name.to_string(),
+            path: ctx.def.primary_key.join(","),
+            problem,
+        })?;
+        // Failed reads of the window starting at this instant.
+        let mut failures: (Option<DateTime<Utc>>, u32) = (None, 0);
+        let mut next = Some(Window::covering(from, to));
+        while let Some(root) = next.take() {
+            let mut pages = std::pin::pin!(self.leaf_pages(ctx, root));
+            let mut seen: HashSet<OwnedRow> = HashSet::new();
+            let mut stable = true;
+            while let Some(leaf) = pages.next().await {
+                let LeafPage { window, total, splits, index, pages: count, page } = leaf?;
+                if index == 0 {
+                    seen.clear();
+                    stable = true;
                 }
-                WindowRead::Split(total) => {
-                    splits += 1;
-                    pending.extend(split(ctx, w, total)?.into_iter().rev().map(|part| (part, None)));
+                stable &= page.total.is_none_or(|t| t == total);
+                let rows = keys.rows(&page.batch).map_err(|problem| SchemaError::Property {
+                    stream: ctx.def.name.to_string(),
+                    path: ctx.def.primary_key.join(","),
+                    problem,
+                })?;
+                seen.extend(rows.iter().map(|r| r.owned()));
+                on(WindowPart::Rows(page.batch)).await?;
+                if index + 1 < count {
+                    continue;
                 }
+                let distinct = seen.len() as u64;
+                if stable && distinct >= total {
+                    on(WindowPart::Complete { window, rows: distinct, splits }).await?;
+                    continue;
+                }
+                let attempt = if failures.0 == Some(window.from) { failures.1 + 1 } else { 1 };
+                failures = (Some(window.from), attempt);
+                tracing::warn!(
+                    stream = ctx.def.name,
+                    at = %ctx.at(Some(window)),
+                    total,
+                    seen = distinct,
+                    attempt,
+                    "Pages disagree with TotalCount (data changed while paging); reading the window again."
+                );
+                if attempt >= WINDOW_ATTEMPTS {
+                    return Err(SyncError::Unstable {
+                        stream: ctx.def.name,
+                        at: ctx.at(Some(window)),
+                        total,
+                        seen: distinct,
+                    });
+                }
+                // Probed again from its start: it may have grown past the limit and need a split.
+                next = Some(Window::covering(window.from, root.to));
+                break;
             }
         }
-        Ok((batches, rows, splits))
+        Ok(())
+    }
+
+    /// The pages of every leaf window of `root`, oldest first, fetched up to `max_concurrency`
+    /// at a time; the next window is probed while the last pages of the one before download.
+    fn leaf_pages<'s>(&'s self, ctx: &'s Ctx<'s>, root: Window) -> impl futures::Stream<Item = Result<LeafPage, SyncError>> + 's {
+        let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
+        self.leaf_windows(ctx, root)
+            .flat_map(move |leaf| {
+                let pages: Vec<BoxFuture<'s, Result<LeafPage, SyncError>>> = match leaf {
+                    Err(e) => vec![future::ready(Err(e)).boxed()],
+                    Ok(Leaf { window, first, splits }) => {
+                        let total = first.total.unwrap_or(first.batch.num_rows() as u64);
+                        let offsets: Vec<u64> = (page_size..total).step_by(page_size as usize).collect();
+                        let count = offsets.len() + 1;
+                        let at = move |index: usize, page: Page| LeafPage { window, total, splits, index, pages: count, page };
+                        std::iter::once(future::ready(Ok(at(0, first))).boxed())
+                            .chain(offsets.into_iter().enumerate().map(move |(i, offset)| {
+                                async move {
+                                    let page = self.fetch_window_page(ctx, window, offset, page_size.min(MAX_REACH - offset)).await?;
+                                    Ok(at(i + 1, page))
+                                }
+                                .boxed()
+                            }))
+                            .collect()
+                    }
+                };
+                stream::iter(pages)
+            })
+            .buffered(self.config.max_concurrency)
     }
 
     /// The windows of `root` small enough to page, oldest first, each with its first page (the
@@ -739,50 +805,6 @@ impl<'a> Extractor<'a> {
                     Err(e) => return Some((Err(e), None)),
                 }
             }
-        })
-    }
-
-    /// Reads every page of a window (starting from `probe`, its first page, when given) and
-    /// checks the rows against TotalCount; reads it again when they disagree.
-    async fn read_window_from(&self, ctx: &Ctx<'_>, window: Window, mut probe: Option<Page>) -> Result<WindowRead, SyncError> {
-        let page_size = u64::from(self.config.page_size).min(MAX_PAGE_SIZE);
-        let (mut seen, mut total) = (0, 0);
-        for attempt in 1..=WINDOW_ATTEMPTS {
-            let first = match probe.take() {
-                Some(p) => p,
-                None => self.fetch_window_page(ctx, window, 0, page_size).await?,
-            };
-            total = first.total.unwrap_or(first.batch.num_rows() as u64);
-            if total > MAX_REACH {
-                return Ok(WindowRead::Split(total));
-            }
-            let offsets: Vec<u64> = (page_size..total).step_by(page_size as usize).collect();
-            let rest: Vec<Page> = stream::iter(offsets)
-                .map(|offset| self.fetch_window_page(ctx, window, offset, page_size.min(MAX_REACH - offset)))
-                .buffered(self.config.max_concurrency)
-                .try_collect()
-                .await?;
-            let pages: Vec<Page> = std::iter::once(first).chain(rest).collect();
-            let stable = pages.iter().all(|p| p.total.is_none_or(|t| t == total));
-            let batches: Vec<RecordBatch> = pages.into_iter().map(|p| p.batch).collect();
-            seen = distinct_keys(&batches, ctx.def.primary_key);
-            if stable && seen >= total {
-                return Ok(WindowRead::Complete { rows: seen, batches });
-            }
-            tracing::warn!(
-                stream = ctx.def.name,
-                at = %ctx.at(Some(window)),
-                total,
-                seen,
-                attempt,
-                "Pages disagree with TotalCount (data changed while paging); reading the window again."
-            );
-        }
-        Err(SyncError::Unstable {
-            stream: ctx.def.name,
-            at: ctx.at(Some(window)),
-            total,
-            seen,
         })
     }
 
@@ -904,16 +926,16 @@ impl<'a> Extractor<'a> {
     /// Reads `[from, to]` in split date windows and stages the rows. Returns (rows, windows, splits).
     async fn windows_into(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, pending: &mut u64) -> Result<(u64, u64, u64), SyncError> {
         let (mut rows, mut windows, mut splits) = (0, 0, 0);
-        let mut reads = std::pin::pin!(self.window_reads(ctx, from, to));
-        while let Some(read) = reads.next().await {
-            let read = read?;
-            for b in read.batches {
-                self.stage(ctx, b, pending).await?;
+        self.read_windows(ctx, from, to, async |part| match part {
+            WindowPart::Rows(batch) => self.stage(ctx, batch, pending).await,
+            WindowPart::Complete { rows: r, splits: s, .. } => {
+                rows += r;
+                windows += 1;
+                splits += s;
+                Ok(())
             }
-            rows += read.rows;
-            windows += 1;
-            splits += read.splits;
-        }
+        })
+        .await?;
         Ok((rows, windows, splits))
     }
 
@@ -977,18 +999,18 @@ impl<'a> Extractor<'a> {
         };
         let mut ids = Vec::new();
         let from = from.max(self.config.start - Duration::days(i64::from(self.config.lookback_days)));
-        let mut reads = std::pin::pin!(self.window_reads(&mctx, from, to));
-        while let Some(read) = reads.next().await {
-            for b in &read?.batches {
-                let Some(col) = string_column(b, "message_id") else { continue };
-                let tracked = tracked_by.and_then(|c| b.column_by_name(c));
-                for i in 0..b.num_rows() {
-                    if col.is_valid(i) && tracked.is_none_or(|t| is_tracked(t.as_ref(), i)) {
-                        ids.push(col.value(i).to_string());
-                    }
+        self.read_windows(&mctx, from, to, async |part| {
+            let WindowPart::Rows(b) = part else { return Ok(()) };
+            let Some(col) = string_column(&b, "message_id") else { return Ok(()) };
+            let tracked = tracked_by.and_then(|c| b.column_by_name(c));
+            for i in 0..b.num_rows() {
+                if col.is_valid(i) && tracked.is_none_or(|t| is_tracked(t.as_ref(), i)) {
+                    ids.push(col.value(i).to_string());
                 }
             }
-        }
+            Ok(())
+        })
+        .await?;
         let mut seen = HashSet::new();
         ids.retain(|id| seen.insert(id.clone()));
         Ok(ids)
@@ -1272,28 +1294,4 @@ fn time_range(batch: &RecordBatch, column: &str) -> (Option<DateTime<Utc>>, Opti
     };
     let to_time = |v: Option<i64>| v.and_then(DateTime::from_timestamp_micros);
     (to_time(arrow::compute::min(col)), to_time(arrow::compute::max(col)))
-}
-
-/// Number of distinct primary keys across batches.
-fn distinct_keys(batches: &[RecordBatch], key: &[&str]) -> u64 {
-    let Some(first) = batches.first() else { return 0 };
-    let schema = first.schema();
-    let fields: Vec<SortField> = key
-        .iter()
-        .filter_map(|k| schema.field_with_name(k).ok())
-        .map(|f| SortField::new(f.data_type().clone()))
-        .collect();
-    let Ok(converter) = RowConverter::new(fields) else {
-        return 0;
-    };
-    let mut keys = HashSet::new();
-    for batch in batches {
-        let columns: Vec<_> = key.iter().filter_map(|k| batch.column_by_name(k).map(Arc::clone)).collect();
-        if let Ok(rows) = converter.convert_columns(&columns) {
-            for row in rows.iter() {
-                keys.insert(row.owned());
-            }
-        }
-    }
-    keys.len() as u64
 }
