@@ -151,8 +151,9 @@ pub struct SinkHandle {
 
 impl SinkHandle {
     pub fn spawn(mut sink: Box<dyn Sink>) -> SinkHandle {
-        // A few windows of look-ahead: enough to overlap download and write, bounded in memory.
-        let (tx, mut rx) = mpsc::channel::<Command>(64);
+        // A few dozen pages between download and write: enough to keep the writer busy, small
+        // in memory.
+        let (tx, mut rx) = mpsc::channel::<Command>(16);
         let thread = std::thread::Builder::new()
             .name("sink".to_string())
             .spawn(move || {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::compute::take_record_batch;
 use arrow::row::Row;
 use chrono::DateTime;
 use parquet::arrow::ArrowWriter;
@@ -30,7 +30,11 @@ const LOCK_FILE: &str = ".postmark-elt.lock";
 const DATA_FILE: &str = "data.parquet";
 /// Rows buffered before files are rewritten; commits in between only move the pending state.
 const FLUSH_ROWS: usize = 50_000;
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// A row group is held in memory (encoded, with its dictionaries) until it is complete, so its
+/// size bounds the writer's memory: 16k rows (a few MB compressed) whatever the partition size.
+const ROW_GROUP_ROWS: usize = 16 * 1024;
+/// Or fewer rows, when they are wide.
+const ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// Rows of an existing file read at a time while it is rewritten.
 const READ_BATCH_ROWS: usize = 8 * 1024;
 
@@ -132,20 +136,29 @@ impl ParquetSink {
 
     fn write_stream(&self, info: &StreamInfo, batches: &[RecordBatch], drop_servers: &[Option<i64>]) -> Result<(), SinkError> {
         let context = format!("writing stream {}", info.name);
-        let all = concat_batches(&info.arrow, batches).map_err(|e| write_err(&self.dir, context.clone())(e.to_string()))?;
-        let encoder = KeyEncoder::new(info).map_err(|e| write_err(&self.dir, context.clone())(e))?;
-        let mut groups = partition_rows(&all, info.cursor_field.as_deref());
+        let fail = |e: String| write_err(&self.dir, context.clone())(e);
+        let encoder = KeyEncoder::new(info).map_err(fail)?;
+        // Per partition, the rows of each batch that fall in it: batches are read in place,
+        // never gathered into one copy.
+        let mut groups: BTreeMap<Option<String>, Vec<(&RecordBatch, Vec<u32>)>> = BTreeMap::new();
+        for batch in batches {
+            for (partition, rows) in partition_rows(batch, info.cursor_field.as_deref()) {
+                groups.entry(partition).or_default().push((batch, rows));
+            }
+        }
         if !drop_servers.is_empty() {
             // Replacing with nothing still rewrites the file.
             groups.entry(None).or_default();
         }
-        for (partition, rows) in groups {
-            let fail = |e: String| write_err(&self.dir, context.clone())(e);
-            let indices = UInt32Array::from(rows);
-            let new_rows = take_record_batch(&all, &indices).map_err(|e| fail(e.to_string()))?;
-            let new_rows = keep_last_per_key(&new_rows, &encoder).map_err(fail)?;
-            let new_keys = encoder.rows(&new_rows).map_err(fail)?;
-            let new_key_set: HashSet<Row<'_>> = new_keys.iter().collect();
+        for (partition, parts) in groups {
+            let keys = parts.iter().map(|(batch, _)| encoder.rows(batch)).collect::<Result<Vec<_>, _>>().map_err(fail)?;
+            // The last row of a key (the newest extraction) wins: walk newest first.
+            let mut new_keys: HashSet<Row<'_>> = HashSet::new();
+            let mut keep: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
+            for (p, (_, rows)) in parts.iter().enumerate().rev() {
+                keep[p] = rows.iter().rev().copied().filter(|&i| new_keys.insert(keys[p].row(i as usize))).collect();
+                keep[p].reverse();
+            }
             let folder = match &partition {
                 Some(date) => self.dir.join(&info.name).join(format!("date={date}")),
                 None => self.dir.join(&info.name),
@@ -153,7 +166,8 @@ impl ParquetSink {
             fs::create_dir_all(&folder).map_err(io(&folder))?;
             let path = folder.join(DATA_FILE);
             // The old file is streamed into the new one batch by batch, leaving out the rows
-            // that the new rows replace, so memory does not grow with the partition.
+            // that the new rows replace, and row groups are flushed by size, so memory does not
+            // grow with the partition.
             let old = open_existing(&path).map_err(fail)?;
             write_atomically(&path, |file| {
                 let props = WriterProperties::builder()
@@ -161,22 +175,38 @@ impl ParquetSink {
                     .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                     .build();
                 let mut writer = ArrowWriter::try_new(file, info.arrow.clone(), Some(props)).map_err(|e| fail(e.to_string()))?;
+                let mut write = |batch: &RecordBatch| -> Result<(), SinkError> {
+                    writer.write(batch).map_err(|e| fail(e.to_string()))?;
+                    if writer.in_progress_size() >= ROW_GROUP_BYTES {
+                        writer.flush().map_err(|e| fail(e.to_string()))?;
+                    }
+                    Ok(())
+                };
                 for batch in old.into_iter().flatten() {
                     let batch = batch.map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
                     let batch = with_schema(&batch, &info.arrow).map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
                     let batch = if drop_servers.is_empty() { batch } else { without_servers(&batch, drop_servers).map_err(fail)? };
-                    let keys = encoder.rows(&batch).map_err(fail)?;
-                    let keep: Vec<u32> = (0..keys.num_rows()).filter(|&i| !new_key_set.contains(&keys.row(i))).map(|i| i as u32).collect();
-                    let kept = if keep.len() == batch.num_rows() { batch } else { take_record_batch(&batch, &UInt32Array::from(keep)).map_err(|e| fail(e.to_string()))? };
-                    writer.write(&kept).map_err(|e| fail(e.to_string()))?;
+                    let old_keys = encoder.rows(&batch).map_err(fail)?;
+                    let kept: Vec<u32> = (0..old_keys.num_rows()).filter(|&i| !new_keys.contains(&old_keys.row(i))).map(|i| i as u32).collect();
+                    write(&take_rows(&batch, kept).map_err(fail)?)?;
                 }
-                writer.write(&new_rows).map_err(|e| fail(e.to_string()))?;
+                for ((batch, _), kept) in parts.iter().zip(keep) {
+                    write(&take_rows(batch, kept).map_err(fail)?)?;
+                }
                 writer.close().map_err(|e| fail(e.to_string()))?;
                 Ok(())
             })?;
         }
         Ok(())
     }
+}
+
+/// These rows of `batch` (the batch itself when that is all of them).
+fn take_rows(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch, String> {
+    if rows.len() == batch.num_rows() && rows.iter().enumerate().all(|(i, &r)| i as u32 == r) {
+        return Ok(batch.clone());
+    }
+    take_record_batch(batch, &UInt32Array::from(rows)).map_err(|e| e.to_string())
 }
 
 fn remove_leftovers(dir: &Path) {
@@ -251,24 +281,7 @@ fn without_servers(batch: &RecordBatch, servers: &[Option<i64>]) -> Result<Recor
         .filter(|&i| !(ids.is_valid(i) && servers.contains(&Some(ids.value(i)))))
         .map(|i| i as u32)
         .collect();
-    take_record_batch(batch, &UInt32Array::from(keep)).map_err(|e| e.to_string())
-}
-
-/// Keeps the last row of every primary key (the newest extraction wins), in original order.
-fn keep_last_per_key(batch: &RecordBatch, encoder: &KeyEncoder) -> Result<RecordBatch, String> {
-    let rows = encoder.rows(batch)?;
-    let mut seen = HashSet::with_capacity(batch.num_rows());
-    let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());
-    for i in (0..rows.num_rows()).rev() {
-        if seen.insert(rows.row(i)) {
-            keep.push(i as u32);
-        }
-    }
-    keep.reverse();
-    if keep.len() == batch.num_rows() {
-        return Ok(batch.clone());
-    }
-    take_record_batch(batch, &UInt32Array::from(keep)).map_err(|e| e.to_string())
+    take_rows(batch, keep)
 }
 
 impl Sink for ParquetSink {
@@ -391,6 +404,48 @@ mod tests {
         assert!(dir.path().join("messages_outbound/date=2026-11-02").join(DATA_FILE).exists());
         let mut sink = ParquetSink::open(dir.path()).unwrap();
         assert_eq!(sink.load_state().unwrap(), Some(state));
+    }
+
+    /// A partition larger than a row group, rewritten with overlapping keys: several row
+    /// groups, each key once, and the newest row of a key wins (also between batches).
+    #[test]
+    fn large_partition_rewrites_in_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let (info, dec) = crate::sinks::messages_for_tests();
+        let tagged = |from: usize, to: usize, tag: &str| {
+            let msgs: Vec<String> = (from..to)
+                .map(|i| format!(r#"{{"MessageID":"m{i}","ReceivedAt":"2026-11-02T10:00:00Z","Tag":"{tag}"}}"#))
+                .collect();
+            dec.decode(format!(r#"{{"TotalCount":0,"Messages":[{}]}}"#, msgs.join(",")).as_bytes(), &Default::default()).unwrap().batch
+        };
+        let mut sink = ParquetSink::open(dir.path()).unwrap();
+        sink.begin_stream(&info).unwrap();
+        sink.write("messages_outbound", &tagged(0, 30_000, "first")).unwrap();
+        sink.commit(None, &State::default()).unwrap();
+        sink.flush().unwrap();
+        sink.write("messages_outbound", &tagged(20_000, 25_000, "old")).unwrap();
+        sink.write("messages_outbound", &tagged(20_000, 40_000, "second")).unwrap();
+        sink.commit(None, &State::default()).unwrap();
+        sink.finish().unwrap();
+
+        let file = File::open(dir.path().join("messages_outbound/date=2026-11-02").join(DATA_FILE)).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        assert!(builder.metadata().num_row_groups() >= 40_000 / ROW_GROUP_ROWS, "{} row groups", builder.metadata().num_row_groups());
+        let mut tags: HashMap<String, String> = HashMap::new();
+        let mut rows = 0;
+        for b in builder.build().unwrap() {
+            let b = b.unwrap();
+            let ids = crate::streams::extract::string_column(&b, "message_id").unwrap();
+            let tag = crate::streams::extract::string_column(&b, "tag").unwrap();
+            for i in 0..b.num_rows() {
+                rows += 1;
+                tags.insert(ids.value(i).to_string(), tag.value(i).to_string());
+            }
+        }
+        assert_eq!((rows, tags.len()), (40_000, 40_000));
+        assert_eq!(tags["m0"], "first");
+        assert_eq!(tags["m20000"], "second");
+        assert_eq!(tags["m39999"], "second");
     }
 
     /// Streams run concurrently: a commit of one stream leaves another's staged rows staged,
