@@ -267,12 +267,12 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
         // Reads the stored state if there is one; creates nothing.
         let state = match override_state {
             Some(s) => s,
-            None if path.exists() => sinks::open(args.dest, &path)?.load_state()?.unwrap_or_default(),
+            None if path.exists() => sinks::open(args.dest, &path, config.commit_interval)?.load_state()?.unwrap_or_default(),
             None => State::default(),
         };
         return dry_run(&client, &config, state, now, &selected).await;
     }
-    let mut sink = sinks::open(args.dest, &path)?;
+    let mut sink = sinks::open(args.dest, &path, config.commit_interval)?;
     let state = match override_state {
         Some(s) => s,
         None => sink.load_state()?.unwrap_or_default(),

@@ -75,6 +75,8 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     pub webhook_max_body_bytes: usize,
     pub webhook_merge_interval: Duration,
+    /// DuckDB: the longest time between durable commits of a sync.
+    pub commit_interval: Duration,
 }
 
 /// Every key the config accepts, with its JSON Schema: the single source for `spec` and for the
@@ -121,7 +123,9 @@ pub fn spec() -> Value {
             "webhook_max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 104857600, "default": 52428800,
                 "description": "Largest webhook body accepted (inbound mail with attachments is the largest); bigger gets HTTP 413."},
             "webhook_merge_interval_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 5,
-                "description": "How often spooled webhook events are merged into the destination."}
+                "description": "How often spooled webhook events are merged into the destination."},
+            "commit_interval_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": crate::sinks::DEFAULT_COMMIT_INTERVAL.as_secs(),
+                "description": "DuckDB: the longest time between durable commits during a sync (also every 491,520 rows, and at the end). A crash loses at most this much work, rows and bookmarks together; the next run reads it again."}
         }
     })
 }
@@ -289,6 +293,7 @@ impl Config {
                 webhook_secret,
                 webhook_max_body_bytes: int_in(map, "webhook_max_body_bytes", 1024, 104_857_600, 52_428_800)? as usize,
                 webhook_merge_interval: Duration::from_secs(int_in(map, "webhook_merge_interval_seconds", 1, 3600, 5)? as u64),
+                commit_interval: Duration::from_secs(int_in(map, "commit_interval_seconds", 1, 3600, crate::sinks::DEFAULT_COMMIT_INTERVAL.as_secs() as i64)? as u64),
             },
             warnings,
         })
@@ -432,6 +437,7 @@ mod tests {
             (json!({"server_token": "t", "start_date": "2026-01-01", "end_date": "2025-01-01"}), "not after start_date"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "page_size": 501}), "outside 1..=500"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "page_size": "100"}), "must be a whole number"),
+            (json!({"server_token": "t", "start_date": "2026-01-01", "commit_interval_seconds": 0}), "`commit_interval_seconds` is 0, outside 1..=3600"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "base_url": "not a url"}), "`base_url` is not an http(s) URL"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "base_url": "ftp://x"}), "`base_url`"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "message_streams": "outbound"}), "list of stream IDs"),

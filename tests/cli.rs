@@ -203,7 +203,7 @@ fn concurrent_runs_are_refused() {
 /// kill -9 in the middle of a sync, then a rerun: nothing missing, nothing twice.
 #[test]
 fn killed_sync_resumes_exactly() {
-    // Slow enough that the sink commits (it groups commits for up to a second) before a kill.
+    // Slow enough, and commits frequent enough (every second), that the sink commits before a kill.
     let config = FakeConfig {
         latency: Duration::from_millis(100),
         ..FakeConfig::default()
@@ -214,7 +214,7 @@ fn killed_sync_resumes_exactly() {
         messages.extend(generate::day(d, "outbound", today - ChronoDuration::days(d as i64), 6_000));
     }
     let env = Env::with_config(config, messages);
-    let cfg = env.config(Utc::now() - ChronoDuration::days(5), json!({"message_streams": ["outbound"], "max_concurrency": 2}));
+    let cfg = env.config(Utc::now() - ChronoDuration::days(5), json!({"message_streams": ["outbound"], "max_concurrency": 2, "commit_interval_seconds": 1}));
     let mut partial_seen = Vec::new();
     // Killed after 15, then after 30 more page requests: mid-run, whatever the machine's speed.
     for pages in [15, 30] {

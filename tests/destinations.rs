@@ -216,7 +216,8 @@ fn many_kill_points_lose_and_double_nothing() {
         ..FakeConfig::default()
     };
     let env = days_of_mail(config, 4_000);
-    let cfg = env.config(eastern_days_ago(4), json!({"message_streams": ["outbound"], "max_concurrency": 2}));
+    // DuckDB commits every second (not the default 10 s), so that kills land between commits.
+    let cfg = env.config(eastern_days_ago(4), json!({"message_streams": ["outbound"], "max_concurrency": 2, "commit_interval_seconds": 1}));
     std::fs::write(env.path("m.json"), r#"{"streams":[{"tap_stream_id":"messages_outbound","selected":true},{"tap_stream_id":"messages_opens","selected":true}]}"#).unwrap();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {

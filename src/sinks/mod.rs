@@ -151,9 +151,9 @@ pub struct SinkHandle {
 
 impl SinkHandle {
     pub fn spawn(mut sink: Box<dyn Sink>) -> SinkHandle {
-        // A few dozen pages between download and write: enough to keep the writer busy, small
-        // in memory.
-        let (tx, mut rx) = mpsc::channel::<Command>(16);
+        // Pages between download and write (64 x 500 rows): they absorb the writer's pauses at
+        // commits; fewer measurably slow a load into DuckDB.
+        let (tx, mut rx) = mpsc::channel::<Command>(64);
         let thread = std::thread::Builder::new()
             .name("sink".to_string())
             .spawn(move || {
@@ -244,13 +244,20 @@ pub(crate) fn messages_for_tests() -> (StreamInfo, crate::streams::extract::Page
     (info, decoder)
 }
 
-/// Opens the destination chosen on the command line.
-pub fn open(kind: DestKind, path: &std::path::Path) -> Result<Box<dyn Sink>, SinkError> {
+/// The longest time between durable commits of a sync, unless the config says otherwise.
+pub const DEFAULT_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the destination chosen on the command line. `commit_interval`: the longest time
+/// between durable commits, where the destination groups them (DuckDB).
+pub fn open(kind: DestKind, path: &std::path::Path, commit_interval: std::time::Duration) -> Result<Box<dyn Sink>, SinkError> {
     match kind {
         #[cfg(feature = "duckdb")]
-        DestKind::Duckdb => Ok(Box::new(duckdb::DuckdbSink::open(path)?)),
+        DestKind::Duckdb => Ok(Box::new(duckdb::DuckdbSink::open(path)?.with_commit_interval(commit_interval))),
         #[cfg(not(feature = "duckdb"))]
-        DestKind::Duckdb => Err(SinkError::DuckdbDisabled),
+        DestKind::Duckdb => {
+            let _ = commit_interval;
+            Err(SinkError::DuckdbDisabled)
+        }
         DestKind::Parquet => Ok(Box::new(parquet::ParquetSink::open(path)?)),
         DestKind::Singer => Ok(Box::new(singer::SingerSink::stdout())),
     }

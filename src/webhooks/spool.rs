@@ -192,7 +192,8 @@ pub fn merge(dir: &Path, dest: DestKind, path: &Path) -> Result<Merged, SinkErro
     if segs.is_empty() {
         return Ok(merged);
     }
-    let mut sink = sinks::open(dest, path)?;
+    // Each merge flushes before its spool file goes, whatever the commit interval.
+    let mut sink = sinks::open(dest, path, sinks::DEFAULT_COMMIT_INTERVAL)?;
     let state = sink.load_state()?.unwrap_or_default();
     let now = Utc::now();
     let mut begun: HashSet<&'static str> = HashSet::new();
