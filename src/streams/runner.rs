@@ -691,11 +691,12 @@ impl<'a> Extractor<'a> {
     /// disagree with the TotalCount (data changed while paging), the read-ahead is dropped and
     /// reading starts again at that window, at most `WINDOW_ATTEMPTS` times.
     async fn read_windows(&self, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, mut on: impl AsyncFnMut(WindowPart) -> Result<(), SyncError>) -> Result<(), SyncError> {
-        let keys = KeyEncoder::for_key(&ctx.decoder.output_schema(), ctx.def.primary_key).map_err(|problem| SchemaError::Property {
+        let key_problem = |problem| SchemaError::Property {
             stream: ctx.def.name.to_string(),
             path: ctx.def.primary_key.join(","),
             problem,
-        })?;
+        };
+        let keys = KeyEncoder::for_key(&ctx.decoder.output_schema(), ctx.def.primary_key).map_err(key_problem)?;
         // Failed reads of the window starting at this instant.
         let mut failures: (Option<DateTime<Utc>>, u32) = (None, 0);
         let mut next = Some(Window::covering(from, to));
@@ -710,12 +711,7 @@ impl<'a> Extractor<'a> {
                     stable = true;
                 }
                 stable &= page.total.is_none_or(|t| t == total);
-                let rows = keys.rows(&page.batch).map_err(|problem| SchemaError::Property {
-                    stream: ctx.def.name.to_string(),
-                    path: ctx.def.primary_key.join(","),
-                    problem,
-                })?;
-                seen.extend(rows.iter().map(|r| r.owned()));
+                seen.extend(keys.rows(&page.batch).map_err(key_problem)?.iter().map(|r| r.owned()));
                 on(WindowPart::Rows(page.batch)).await?;
                 if index + 1 < count {
                     continue;
