@@ -187,6 +187,7 @@ async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
                 secret: webhook_secret(&config)?,
                 max_body_bytes: config.webhook_max_body_bytes,
                 merge_every: config.webhook_merge_interval,
+                sink: config.sink,
             };
             crate::webhooks::server::serve(opts).await.map_err(Error::Serve)
         }
@@ -267,12 +268,12 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
         // Reads the stored state if there is one; creates nothing.
         let state = match override_state {
             Some(s) => s,
-            None if path.exists() => sinks::open(args.dest, &path, config.commit_interval)?.load_state()?.unwrap_or_default(),
+            None if path.exists() => sinks::open(args.dest, &path, config.sink)?.load_state()?.unwrap_or_default(),
             None => State::default(),
         };
         return dry_run(&client, &config, state, now, &selected).await;
     }
-    let mut sink = sinks::open(args.dest, &path, config.commit_interval)?;
+    let mut sink = sinks::open(args.dest, &path, config.sink)?;
     let state = match override_state {
         Some(s) => s,
         None => sink.load_state()?.unwrap_or_default(),

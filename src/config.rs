@@ -75,8 +75,8 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     pub webhook_max_body_bytes: usize,
     pub webhook_merge_interval: Duration,
-    /// DuckDB: the longest time between durable commits of a sync.
-    pub commit_interval: Duration,
+    /// How the destination is opened (DuckDB's commit interval and memory cap).
+    pub sink: crate::sinks::SinkOptions,
 }
 
 /// Every key the config accepts, with its JSON Schema: the single source for `spec` and for the
@@ -124,8 +124,10 @@ pub fn spec() -> Value {
                 "description": "Largest webhook body accepted (inbound mail with attachments is the largest); bigger gets HTTP 413."},
             "webhook_merge_interval_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 5,
                 "description": "How often spooled webhook events are merged into the destination."},
-            "commit_interval_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": crate::sinks::DEFAULT_COMMIT_INTERVAL.as_secs(),
-                "description": "DuckDB: the longest time between durable commits during a sync (also every 491,520 rows, and at the end). A crash loses at most this much work, rows and bookmarks together; the next run reads it again."}
+            "commit_interval_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": crate::sinks::SinkOptions::default().commit_interval.as_secs(),
+                "description": "DuckDB: the longest time between durable commits during a sync (also every 491,520 rows, and at the end). A crash loses at most this much work, rows and bookmarks together; the next run reads it again."},
+            "duckdb_memory_limit_mb": {"type": "integer", "minimum": 32, "maximum": 1048576, "default": crate::sinks::SinkOptions::default().duckdb_memory_limit_mb,
+                "description": "DuckDB: cap of its buffer pool in MB; beyond it, data spills to <path>.tmp. Raise it for unusually wide rows if DuckDB reports it cannot allocate memory."}
         }
     })
 }
@@ -274,6 +276,7 @@ impl Config {
             }
         };
 
+        let defaults = crate::sinks::SinkOptions::default();
         Ok(Loaded {
             config: Config {
                 server_token: token.map(|t| Secret::new(t.trim())),
@@ -293,7 +296,10 @@ impl Config {
                 webhook_secret,
                 webhook_max_body_bytes: int_in(map, "webhook_max_body_bytes", 1024, 104_857_600, 52_428_800)? as usize,
                 webhook_merge_interval: Duration::from_secs(int_in(map, "webhook_merge_interval_seconds", 1, 3600, 5)? as u64),
-                commit_interval: Duration::from_secs(int_in(map, "commit_interval_seconds", 1, 3600, crate::sinks::DEFAULT_COMMIT_INTERVAL.as_secs() as i64)? as u64),
+                sink: crate::sinks::SinkOptions {
+                    commit_interval: Duration::from_secs(int_in(map, "commit_interval_seconds", 1, 3600, defaults.commit_interval.as_secs() as i64)? as u64),
+                    duckdb_memory_limit_mb: int_in(map, "duckdb_memory_limit_mb", 32, 1_048_576, i64::from(defaults.duckdb_memory_limit_mb))? as u32,
+                },
             },
             warnings,
         })
@@ -438,6 +444,7 @@ mod tests {
             (json!({"server_token": "t", "start_date": "2026-01-01", "page_size": 501}), "outside 1..=500"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "page_size": "100"}), "must be a whole number"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "commit_interval_seconds": 0}), "`commit_interval_seconds` is 0, outside 1..=3600"),
+            (json!({"server_token": "t", "start_date": "2026-01-01", "duckdb_memory_limit_mb": 16}), "`duckdb_memory_limit_mb` is 16, outside 32..=1048576"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "base_url": "not a url"}), "`base_url` is not an http(s) URL"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "base_url": "ftp://x"}), "`base_url`"),
             (json!({"server_token": "t", "start_date": "2026-01-01", "message_streams": "outbound"}), "list of stream IDs"),

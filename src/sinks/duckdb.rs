@@ -22,7 +22,7 @@ use duckdb::Connection;
 
 use crate::schema::quote_ident;
 use crate::sinks::key_filter::KeyFilter;
-use crate::sinks::{DEFAULT_COMMIT_INTERVAL, KeyEncoder, Sink, SinkError, StreamInfo};
+use crate::sinks::{KeyEncoder, Sink, SinkError, SinkOptions, StreamInfo};
 use crate::state::State;
 
 pub const STATE_TABLE: &str = "_postmark_elt_state";
@@ -46,6 +46,8 @@ pub struct DuckdbSink {
     /// Rows merged by commits since the last COMMIT.
     uncommitted_rows: usize,
     last_commit: Instant,
+    /// The longest time between COMMITs: a crash loses at most this much work, rows and
+    /// bookmarks together, which the next run reads again.
     commit_interval: Duration,
 }
 
@@ -67,6 +69,10 @@ fn keys_table(stream: &str) -> String {
 
 impl DuckdbSink {
     pub fn open(path: &Path) -> Result<Self, SinkError> {
+        Self::open_with(path, SinkOptions::default())
+    }
+
+    pub fn open_with(path: &Path, options: SinkOptions) -> Result<Self, SinkError> {
         let dest = format!("DuckDB database {}", path.display());
         let conn = Connection::open(path).map_err(|e| {
             let message = e.to_string();
@@ -89,7 +95,7 @@ impl DuckdbSink {
             in_transaction: false,
             uncommitted_rows: 0,
             last_commit: Instant::now(),
-            commit_interval: DEFAULT_COMMIT_INTERVAL,
+            commit_interval: options.commit_interval,
         };
         sink.exec(
             "configuring the connection",
@@ -99,7 +105,10 @@ impl DuckdbSink {
             // One thread: appends of a few thousand rows gain nothing from DuckDB's workers,
             // whose task queue cost the sink thread about 10% in lock traffic, and the other
             // core is busy downloading and decoding (measured: 157k -> 191k records/s).
-            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '64MB'; SET checkpoint_threshold = '256MB'; SET threads = 1;",
+            &format!(
+                "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '{}MB'; SET checkpoint_threshold = '256MB'; SET threads = 1;",
+                options.duckdb_memory_limit_mb
+            ),
         )?;
         sink.exec(
             "creating the state table",
@@ -108,13 +117,6 @@ impl DuckdbSink {
             ),
         )?;
         Ok(sink)
-    }
-
-    /// The longest time between COMMITs: a crash loses at most this much work, rows and
-    /// bookmarks together, which the next run reads again.
-    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
-        self.commit_interval = interval;
-        self
     }
 
     fn fail(&self, context: &str, e: impl std::fmt::Display) -> SinkError {
@@ -467,6 +469,17 @@ mod tests {
         );
         let mut again = DuckdbSink::open(&path).unwrap();
         assert_eq!(again.load_state().unwrap(), Some(state));
+    }
+
+    /// The configured memory cap and one thread reach DuckDB.
+    #[test]
+    fn options_reach_duckdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SinkOptions { duckdb_memory_limit_mb: 100, ..SinkOptions::default() };
+        let sink = DuckdbSink::open_with(&dir.path().join("t.duckdb"), options).unwrap();
+        let setting = |name: &str| sink.conn.query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get::<_, String>(0)).unwrap();
+        assert_eq!(setting("memory_limit"), "95.3 MiB");
+        assert_eq!(setting("threads"), "1");
     }
 
     /// Streams run concurrently: a commit of one stream leaves another's staged rows staged,

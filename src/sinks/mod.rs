@@ -244,18 +244,32 @@ pub(crate) fn messages_for_tests() -> (StreamInfo, crate::streams::extract::Page
     (info, decoder)
 }
 
-/// The longest time between durable commits of a sync, unless the config says otherwise.
-pub const DEFAULT_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How a destination is opened, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkOptions {
+    /// The longest time between durable commits, where the destination groups them (DuckDB).
+    pub commit_interval: std::time::Duration,
+    /// DuckDB's buffer pool cap, in MB (it spills to a temporary directory beyond it).
+    pub duckdb_memory_limit_mb: u32,
+}
 
-/// Opens the destination chosen on the command line. `commit_interval`: the longest time
-/// between durable commits, where the destination groups them (DuckDB).
-pub fn open(kind: DestKind, path: &std::path::Path, commit_interval: std::time::Duration) -> Result<Box<dyn Sink>, SinkError> {
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions {
+            commit_interval: std::time::Duration::from_secs(10),
+            duckdb_memory_limit_mb: 64,
+        }
+    }
+}
+
+/// Opens the destination chosen on the command line.
+pub fn open(kind: DestKind, path: &std::path::Path, options: SinkOptions) -> Result<Box<dyn Sink>, SinkError> {
     match kind {
         #[cfg(feature = "duckdb")]
-        DestKind::Duckdb => Ok(Box::new(duckdb::DuckdbSink::open(path)?.with_commit_interval(commit_interval))),
+        DestKind::Duckdb => Ok(Box::new(duckdb::DuckdbSink::open_with(path, options)?)),
         #[cfg(not(feature = "duckdb"))]
         DestKind::Duckdb => {
-            let _ = commit_interval;
+            let _ = options;
             Err(SinkError::DuckdbDisabled)
         }
         DestKind::Parquet => Ok(Box::new(parquet::ParquetSink::open(path)?)),

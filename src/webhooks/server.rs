@@ -37,6 +37,7 @@ pub struct ServeOptions {
     pub secret: Secret,
     pub max_body_bytes: usize,
     pub merge_every: Duration,
+    pub sink: crate::sinks::SinkOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,14 +149,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     // The merger: loads segments whenever the destination is free; a busy one is tried again.
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let merger = {
-        let (dir, dest, path, every) = (opts.spool.clone(), opts.dest, opts.path.clone(), opts.merge_every);
+        let (dir, dest, path, every, sink) = (opts.spool.clone(), opts.dest, opts.path.clone(), opts.merge_every, opts.sink);
         std::thread::Builder::new()
             .name("merge".to_string())
             .spawn(move || {
                 loop {
                     let stopping = stop_rx.recv_timeout(every).is_ok() || matches!(stop_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
                     while rotated_rx.try_recv().is_ok() {}
-                    match spool::merge(&dir, dest, &path) {
+                    match spool::merge(&dir, dest, &path, sink) {
                         Ok(m) if m.events > 0 => tracing::info!(events = m.events, segments = m.segments, "Webhook events merged."),
                         Ok(_) => {}
                         Err(SinkError::Locked { .. }) => tracing::info!("Destination busy (a sync holds it); webhook events stay spooled and are merged later."),

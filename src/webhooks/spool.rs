@@ -186,14 +186,13 @@ pub struct Merged {
 
 /// Loads every segment into the destination, one commit per segment, deleting each after its
 /// commit. The stored sync state is committed back unchanged.
-pub fn merge(dir: &Path, dest: DestKind, path: &Path) -> Result<Merged, SinkError> {
+pub fn merge(dir: &Path, dest: DestKind, path: &Path, options: sinks::SinkOptions) -> Result<Merged, SinkError> {
     let segs = segments(dir);
     let mut merged = Merged::default();
     if segs.is_empty() {
         return Ok(merged);
     }
-    // Each merge flushes before its spool file goes, whatever the commit interval.
-    let mut sink = sinks::open(dest, path, sinks::DEFAULT_COMMIT_INTERVAL)?;
+    let mut sink = sinks::open(dest, path, options)?;
     let state = sink.load_state()?.unwrap_or_default();
     let now = Utc::now();
     let mut begun: HashSet<&'static str> = HashSet::new();
