@@ -266,7 +266,7 @@ impl Default for SinkOptions {
 pub fn open(kind: DestKind, path: &std::path::Path, options: SinkOptions) -> Result<Box<dyn Sink>, SinkError> {
     match kind {
         #[cfg(feature = "duckdb")]
-        DestKind::Duckdb => Ok(Box::new(duckdb::DuckdbSink::open_with(path, options)?)),
+        DestKind::Duckdb => Ok(Box::new(duckdb::DuckdbSink::open(path, options)?)),
         #[cfg(not(feature = "duckdb"))]
         DestKind::Duckdb => {
             let _ = options;
