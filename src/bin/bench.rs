@@ -77,14 +77,17 @@ fn vm_hwm_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usize) -> Result<Run, String> {
+fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usize, duckdb_memory_limit_mb: Option<u64>) -> Result<Run, String> {
     let dir = tempfile_dir();
     let config = dir.join("config.json");
-    let cfg = serde_json::json!({
+    let mut cfg = serde_json::json!({
         "server_token": fake.token(), "base_url": fake.base_url(),
         "start_date": (Utc::now() - ChronoDuration::days(11)).to_rfc3339(),
         "message_streams": ["outbound"], "max_concurrency": concurrency, "lookback_days": 30
     });
+    if let Some(mb) = duckdb_memory_limit_mb {
+        cfg["duckdb_memory_limit_mb"] = mb.into();
+    }
     std::fs::write(&config, cfg.to_string()).map_err(|e| e.to_string())?;
     std::fs::write(
         dir.join("catalog.json"),
@@ -164,6 +167,10 @@ struct Args {
     /// Record counts to measure instead of the defaults (throughput figures only).
     #[arg(long, value_delimiter = ',')]
     records: Vec<u64>,
+    /// DuckDB's buffer pool cap for the syncs (config `duckdb_memory_limit_mb`) instead of the
+    /// default (throughput figures only): to weigh memory against speed.
+    #[arg(long)]
+    duckdb_memory_limit_mb: Option<u64>,
 }
 
 struct HookLoad {
@@ -293,7 +300,7 @@ fn main() -> ExitCode {
         (false, false) => (vec![100_000u64, 1_000_000], args.runs),
     };
     // A partial measurement: the figures asked for, no targets judged.
-    let partial = !args.dest.is_empty() || !args.records.is_empty();
+    let partial = !args.dest.is_empty() || !args.records.is_empty() || args.duckdb_memory_limit_mb.is_some();
     if !args.records.is_empty() {
         sizes = args.records.clone();
     }
@@ -310,7 +317,7 @@ fn main() -> ExitCode {
         for &dest in &dests {
             let mut row = Row { dest, records: m + o, minimum, runs: Vec::new() };
             for _ in 0..runs {
-                match run_once(&fake, dest, 4) {
+                match run_once(&fake, dest, 4, args.duckdb_memory_limit_mb) {
                     Ok(r) => row.runs.push(r),
                     Err(e) => {
                         eprintln!("{e}");
@@ -338,7 +345,7 @@ fn main() -> ExitCode {
     let (fake, m, o) = start_fake(latency_records, Duration::from_millis(100));
     let mut latency = Row { dest: "singer", records: m + o, minimum: m.div_ceil(PAGE) + o.div_ceil(PAGE), runs: Vec::new() };
     for _ in 0..runs.min(3) {
-        match run_once(&fake, "singer", 8) {
+        match run_once(&fake, "singer", 8, None) {
             Ok(r) => latency.runs.push(r),
             Err(e) => {
                 eprintln!("{e}");
