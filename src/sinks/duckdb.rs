@@ -3,7 +3,9 @@
 //!
 //! `write` keeps a stream's rows in memory (a window, at most a few tens of thousands of rows),
 //! once per key. Its `commit`: the keys go to a small temporary table; target rows with those
-//! keys are deleted; the rows are appended straight into the target with the Arrow appender;
+//! keys are deleted (only among rows in the commit's cursor range, for a fixed cursor; not at
+//! all when the run knows none can be there); the rows are appended straight into the target
+//! with the Arrow appender;
 //! the state row is replaced. Commits are grouped: the transaction is committed every
 //! `GROUP_COMMIT_ROWS` rows or `commit_interval_seconds` (config), and on `flush` and `finish`.
 //! A crash loses rows and state since the last COMMIT together, and the next run reads them
@@ -14,10 +16,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{RecordBatch, UInt32Array};
+use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::OwnedRow;
+use chrono::DateTime;
 use duckdb::Connection;
 
 use crate::schema::quote_ident;
@@ -58,9 +61,52 @@ struct Pending {
     batches: Vec<RecordBatch>,
     keys: HashSet<OwnedRow>,
     encoder: KeyEncoder,
-    /// Keys loaded by this run, if the table was empty when it began: a commit none of whose
-    /// keys are in it has nothing to replace (the usual case of a first, large load).
-    loaded: Option<KeyFilter>,
+    loaded: Loaded,
+}
+
+/// What a run knows of the rows it loaded into a table that was empty when it began, so that
+/// the commits of new keys (the usual case of a first, large load) skip looking for older
+/// copies.
+enum Loaded {
+    /// The table had rows: nothing.
+    Unknown,
+    /// Every key loaded, in a Bloom filter (4 bytes a key).
+    Keys(KeyFilter),
+    /// The latest cursor loaded, for a fixed cursor: a row after it has no older copy.
+    Until(Option<i64>),
+}
+
+/// Where older copies of a commit's keys can be in the target table.
+enum OlderCopies {
+    /// None can be there: the delete is skipped.
+    Nowhere,
+    /// Only in rows whose cursor lies in this range (microseconds, UTC): a fixed cursor.
+    Between(i64, i64),
+    Anywhere,
+}
+
+impl OlderCopies {
+    /// The cursor range of `batches`, or `Anywhere` if a cursor is missing.
+    fn within_cursors(batches: &[RecordBatch], cursor: &str) -> OlderCopies {
+        let mut range: Option<(i64, i64)> = None;
+        for batch in batches {
+            let Some(column) = batch.column_by_name(cursor).and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>()) else {
+                return OlderCopies::Anywhere;
+            };
+            if column.null_count() > 0 {
+                return OlderCopies::Anywhere;
+            }
+            if let (Some(lo), Some(hi)) = (arrow::compute::min(column), arrow::compute::max(column)) {
+                range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+            }
+        }
+        range.map_or(OlderCopies::Nowhere, |(lo, hi)| OlderCopies::Between(lo, hi))
+    }
+}
+
+/// A TIMESTAMP literal (UTC wall clock, as the tables store it) of `micros`.
+fn timestamp_literal(micros: i64) -> Option<String> {
+    DateTime::from_timestamp_micros(micros).map(|t| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")))
 }
 
 /// The temporary table a commit's keys go to before the delete.
@@ -158,9 +204,9 @@ impl DuckdbSink {
             .map_err(|e| self.fail("reading table columns", e))
     }
 
-    /// Replaces the target rows that share a key with `batches` (unless `new_keys` says none
-    /// can), inside the open transaction.
-    fn merge(&self, info: &StreamInfo, batches: &[RecordBatch], new_keys: bool) -> Result<usize, SinkError> {
+    /// Replaces the target rows that share a key with `batches`, looking for them where `older`
+    /// says, inside the open transaction.
+    fn merge(&self, info: &StreamInfo, batches: &[RecordBatch], older: OlderCopies) -> Result<usize, SinkError> {
         let context = format!("merging rows into table {}", info.name);
         let table = quote_ident(&info.name);
         let keys = quote_ident(&keys_table(&info.name));
@@ -176,8 +222,18 @@ impl DuckdbSink {
             .map(|k| info.arrow.index_of(k).map_err(|e| self.fail(&context, e)))
             .collect::<Result<_, _>>()?;
         let columns: Vec<&str> = info.arrow.fields().iter().map(|f| f.name().as_str()).collect();
+        // A constant range on the cursor lets DuckDB skip the row groups outside it (zone maps),
+        // so the delete reads the recent part of the table rather than every key in it.
+        let within = match older {
+            OlderCopies::Nowhere => None,
+            OlderCopies::Anywhere => Some(String::new()),
+            OlderCopies::Between(lo, hi) => match (&info.cursor_field, timestamp_literal(lo), timestamp_literal(hi)) {
+                (Some(cursor), Some(lo), Some(hi)) => Some(format!(" AND t.{} BETWEEN {lo} AND {hi}", quote_ident(cursor))),
+                _ => Some(String::new()),
+            },
+        };
         let mut rows = 0;
-        if !new_keys {
+        if let Some(within) = within {
             let mut appender = self
                 .conn
                 .appender_to_catalog_and_db(&keys_table(&info.name), "temp", "main")
@@ -188,7 +244,7 @@ impl DuckdbSink {
             }
             appender.flush().map_err(|e| self.fail(&context, e))?;
             drop(appender);
-            self.exec(&context, &format!("DELETE FROM main.{table} AS t USING temp.{keys} AS s WHERE {on}; DELETE FROM temp.{keys};"))?;
+            self.exec(&context, &format!("DELETE FROM main.{table} AS t USING temp.{keys} AS s WHERE {on}{within}; DELETE FROM temp.{keys};"))?;
         }
         // Straight into the target, by column name: an older table may order its columns
         // differently (columns added by newer schemas come last).
@@ -309,12 +365,18 @@ impl Sink for DuckdbSink {
             &format!("CREATE OR REPLACE TEMP TABLE {} ({})", quote_ident(&keys_table(&stream.name)), key_ddl.join(", ")),
         )?;
         let encoder = KeyEncoder::new(stream).map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
-        // Begun again (another server): the filter, if any, still knows every key loaded.
+        // Begun again (another server): what was loaded is still known. A fixed cursor needs
+        // no filter of keys, so memory does not grow with the keys loaded.
+        let loaded = match (empty, stream.cursor_fixed) {
+            (false, _) => Loaded::Unknown,
+            (true, true) => Loaded::Until(None),
+            (true, false) => Loaded::Keys(KeyFilter::default()),
+        };
         self.pending.entry(stream.name.clone()).or_insert(Pending {
             batches: Vec::new(),
             keys: HashSet::new(),
             encoder,
-            loaded: empty.then(KeyFilter::default),
+            loaded,
         });
         self.streams.insert(stream.name.clone(), stream.clone());
         Ok(())
@@ -371,27 +433,40 @@ impl Sink for DuckdbSink {
         }
         let names: Vec<String> = self.pending.keys().filter(|s| ours(s)).cloned().collect();
         for name in names {
+            let Some(info) = self.streams.get(&name) else {
+                return Err(self.fail("merging", format!("stream {name} was written before it was begun")));
+            };
             let Some(pending) = self.pending.get_mut(&name) else { continue };
             if pending.batches.is_empty() {
                 continue;
             }
             let batches = std::mem::take(&mut pending.batches);
-            let new_keys = match &mut pending.loaded {
-                Some(loaded) => {
+            let fixed_cursor = info.cursor_field.as_deref().filter(|_| info.cursor_fixed);
+            let older = match (&mut pending.loaded, fixed_cursor) {
+                (Loaded::Keys(loaded), _) => {
                     let new = pending.keys.iter().all(|k| !loaded.may_contain(k.row().as_ref()));
                     for k in &pending.keys {
                         loaded.insert(k.row().as_ref());
                     }
-                    new
+                    if new { OlderCopies::Nowhere } else { OlderCopies::Anywhere }
                 }
-                None => false,
+                (loaded, Some(cursor)) => match (OlderCopies::within_cursors(&batches, cursor), loaded) {
+                    (OlderCopies::Between(lo, hi), Loaded::Until(latest)) => {
+                        let after = latest.is_none_or(|l| lo > l);
+                        *latest = Some(latest.map_or(hi, |l| l.max(hi)));
+                        if after { OlderCopies::Nowhere } else { OlderCopies::Between(lo, hi) }
+                    }
+                    (OlderCopies::Anywhere, loaded) => {
+                        // A row without a cursor: the latest cursor no longer says enough.
+                        *loaded = Loaded::Unknown;
+                        OlderCopies::Anywhere
+                    }
+                    (older, _) => older,
+                },
+                (_, None) => OlderCopies::Anywhere,
             };
             pending.keys.clear();
-            let info = self
-                .streams
-                .get(&name)
-                .ok_or_else(|| self.fail("merging", format!("stream {name} was written before it was begun")))?;
-            self.uncommitted_rows += self.merge(info, &batches, new_keys)?;
+            self.uncommitted_rows += self.merge(info, &batches, older)?;
         }
         self.conn
             .execute(
@@ -466,6 +541,49 @@ mod tests {
         );
         let mut again = DuckdbSink::open(&path, SinkOptions::default()).unwrap();
         assert_eq!(again.load_state().unwrap(), Some(state));
+    }
+
+    /// With a fixed cursor, older copies of a key are looked for only in the cursor range of
+    /// the rows merged (committed rows and those of the open transaction alike), and not at all
+    /// for rows after the latest one a first load committed; without one, anywhere.
+    #[test]
+    fn older_copies_are_looked_for_in_the_cursor_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fixed, dec) = crate::sinks::messages_for_tests();
+        assert!(fixed.cursor_fixed);
+        let moving = StreamInfo { cursor_fixed: false, ..fixed.clone() };
+        let at = |id: &str, when: &str, tag: &str| {
+            let body = format!(r#"{{"TotalCount":1,"Messages":[{{"MessageID":"{id}","ReceivedAt":"{when}","Tag":"{tag}"}}]}}"#);
+            dec.decode(body.as_bytes(), &Default::default()).unwrap().batch
+        };
+        for info in [&fixed, &moving] {
+            let path = dir.path().join(format!("{}.duckdb", info.cursor_fixed));
+            let run = |rows: &[(&str, &str, &str)]| {
+                let mut sink = DuckdbSink::open(&path, SinkOptions::default()).unwrap();
+                sink.begin_stream(info).unwrap();
+                for (id, when, tag) in rows {
+                    sink.write("messages_outbound", &at(id, when, tag)).unwrap();
+                    sink.commit(None, &State::default()).unwrap();
+                }
+                sink.finish().unwrap();
+            };
+            // Into the empty table: "a" again after a later row (a re-read window).
+            run(&[("a", "2026-11-02T10:00:00Z", "1"), ("b", "2026-11-02T12:00:00Z", "1"), ("a", "2026-11-02T10:00:00Z", "1b")]);
+            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'a' AND tag = '1b'"), 1);
+            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 2);
+            // A copy of "a" an hour earlier: what a fixed cursor promises never to happen.
+            Connection::open(&path)
+                .unwrap()
+                .execute_batch("INSERT INTO messages_outbound (message_id, received_at, tag) VALUES ('a', TIMESTAMP '2026-11-02 09:00:00', 'planted')")
+                .unwrap();
+            // "b" twice within one transaction: the second delete finds the uncommitted copy.
+            run(&[("a", "2026-11-02T10:00:00Z", "2"), ("b", "2026-11-02T12:00:00Z", "2"), ("b", "2026-11-02T12:00:00Z", "3")]);
+            let a = count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'a'");
+            assert_eq!(a, if info.cursor_fixed { 2 } else { 1 }, "cursor_fixed {}", info.cursor_fixed);
+            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'a' AND tag = '2'"), 1);
+            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'b'"), 1);
+            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'b' AND tag = '3'"), 1);
+        }
     }
 
     /// The configured memory cap and one thread reach DuckDB.

@@ -71,6 +71,8 @@ pub struct StreamInfo {
     pub primary_key: Vec<String>,
     /// The column bookmarks follow, if the stream is incremental.
     pub cursor_field: Option<String>,
+    /// A key's cursor never changes (see `StreamDef::cursor_fixed`).
+    pub cursor_fixed: bool,
     pub mode: LoadMode,
 }
 
@@ -239,6 +241,7 @@ pub(crate) fn messages_for_tests() -> (StreamInfo, crate::streams::extract::Page
         schema,
         primary_key: vec!["message_id".to_string()],
         cursor_field: Some("received_at".to_string()),
+        cursor_fixed: def.cursor_fixed,
         mode: LoadMode::Merge,
     };
     (info, decoder)

@@ -83,6 +83,10 @@ pub struct StreamDef {
     pub primary_key: &'static [&'static str],
     /// The instant column that bookmarks and Parquet partitions follow, if the rows have one.
     pub cursor_field: Option<&'static str>,
+    /// The cursor is when the record happened, so the API never changes it for a key: older
+    /// copies of a key have the new copy's cursor, and DuckDB looks for them only in the
+    /// cursor range of the rows it merges (not through the whole table).
+    pub cursor_fixed: bool,
     pub token: TokenKind,
     pub kind: Kind,
     pub partition: Partition,
@@ -111,6 +115,7 @@ const STATS: StreamDef = StreamDef {
     records: Records::Under("Days"),
     primary_key: DAY_KEY,
     cursor_field: None,
+    cursor_fixed: false,
     token: TokenKind::Server,
     kind: Kind::DailyStats(StatsShape::LongByName),
     partition: OUTBOUND,
@@ -144,6 +149,7 @@ pub static STREAMS: &[StreamDef] = &[
         records: Records::Under("Messages"),
         primary_key: &["message_id"],
         cursor_field: Some("received_at"),
+        cursor_fixed: true,
         token: TokenKind::Server,
         kind: Kind::DateWindows,
         partition: OUTBOUND,
@@ -158,6 +164,7 @@ pub static STREAMS: &[StreamDef] = &[
         records: Records::Under("Opens"),
         primary_key: &["message_id", "recipient", "received_at"],
         cursor_field: Some("received_at"),
+        cursor_fixed: true,
         token: TokenKind::Server,
         kind: Kind::EventFeed {
             per_message_path: "/messages/outbound/opens/{id}",
@@ -175,6 +182,7 @@ pub static STREAMS: &[StreamDef] = &[
         records: Records::Under("Clicks"),
         primary_key: &["message_id", "recipient", "original_link", "received_at"],
         cursor_field: Some("received_at"),
+        cursor_fixed: true,
         token: TokenKind::Server,
         kind: Kind::EventFeed {
             per_message_path: "/messages/outbound/clicks/{id}",
@@ -192,6 +200,7 @@ pub static STREAMS: &[StreamDef] = &[
         records: Records::Under("Bounces"),
         primary_key: &["id"],
         cursor_field: Some("bounced_at"),
+        cursor_fixed: true,
         token: TokenKind::Server,
         kind: Kind::DateWindows,
         partition: OUTBOUND,
@@ -206,6 +215,7 @@ pub static STREAMS: &[StreamDef] = &[
         records: Records::Under("InboundMessages"),
         primary_key: &["message_id"],
         cursor_field: None,
+        cursor_fixed: false,
         token: TokenKind::Server,
         kind: Kind::DateWindows,
         // Every status, not only the default `processed`.
@@ -224,6 +234,7 @@ pub static STREAMS: &[StreamDef] = &[
         records: Records::Under("MessageEvents"),
         primary_key: &["message_id", "recipient", "type", "received_at"],
         cursor_field: Some("received_at"),
+        cursor_fixed: true,
         token: TokenKind::Server,
         kind: Kind::MessageDetails,
         partition: OUTBOUND,
@@ -452,6 +463,7 @@ mod tests {
             if let Some(cursor) = def.cursor_field {
                 assert!(schema.field(cursor).is_some(), "{}: no cursor column {cursor}", def.name);
             }
+            assert!(!def.cursor_fixed || def.cursor_field.is_some(), "{}: a fixed cursor needs a cursor", def.name);
             if let Kind::DailyStats(StatsShape::Daily(keys)) = def.kind {
                 for k in keys {
                     let col = crate::schema::snake_case(k);

@@ -330,6 +330,7 @@ impl<'a> Extractor<'a> {
             schema,
             primary_key: def.primary_key.iter().map(|k| k.to_string()).collect(),
             cursor_field: def.cursor_field.map(str::to_string),
+            cursor_fixed: def.cursor_fixed,
             mode: if def.is_incremental() { LoadMode::Merge } else { LoadMode::Replace },
         };
         if def.token == TokenKind::Account && self.config.account_token.is_none() {

@@ -226,6 +226,8 @@ pub fn merge(dir: &Path, dest: DestKind, path: &Path, options: sinks::SinkOption
                     schema,
                     primary_key: t.primary_key.iter().map(|k| k.to_string()).collect(),
                     cursor_field: Some("webhook_received_at".to_string()),
+                    // A retried event arrives again later, under the same key.
+                    cursor_fixed: false,
                     mode: LoadMode::Merge,
                 })?;
             }
