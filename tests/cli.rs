@@ -162,12 +162,14 @@ fn parquet_destination_two_runs() {
     for day in std::fs::read_dir(env.path("pq/messages_outbound")).unwrap() {
         let day = day.unwrap().path();
         assert!(day.file_name().unwrap().to_str().unwrap().starts_with("date="));
-        let file = std::fs::File::open(day.join("data.parquet")).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let col = postmark_elt::streams::extract::string_column(&batch, "message_id").unwrap();
-            ids.extend(col.iter().map(|v| v.unwrap().to_string()));
+        for file in std::fs::read_dir(&day).unwrap() {
+            let file = std::fs::File::open(file.unwrap().path()).unwrap();
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let col = postmark_elt::streams::extract::string_column(&batch, "message_id").unwrap();
+                ids.extend(col.iter().map(|v| v.unwrap().to_string()));
+            }
         }
     }
     let unique: std::collections::HashSet<String> = ids.iter().cloned().collect();

@@ -177,14 +177,16 @@ fn parquet_killed_then_resumed_exactly_once() {
     let opens = parquet_strings(&env.path("lake"), "messages_opens", "message_id");
     assert_eq!(opens.len(), env.fake.visible(0).opens.len());
     assert!(env.path("lake/_state.json").exists());
-    // Hive layout: stream/date=YYYY-MM-DD/data.parquet only.
+    // Hive layout: stream/date=YYYY-MM-DD/part-NNNNNN.parquet only; a day this small is one
+    // file (each flush's rows merged into the small last file), and no staging folder is left.
     for day in std::fs::read_dir(env.path("lake/messages_outbound")).unwrap() {
         let day = day.unwrap().path();
         let name = day.file_name().unwrap().to_str().unwrap().to_string();
         assert!(name.starts_with("date=") && chrono::NaiveDate::parse_from_str(&name[5..], "%Y-%m-%d").is_ok(), "{name}");
         let files: Vec<String> = std::fs::read_dir(&day).unwrap().map(|f| f.unwrap().file_name().to_str().unwrap().to_string()).collect();
-        assert_eq!(files, vec!["data.parquet".to_string()], "{name}");
+        assert_eq!(files, vec!["part-000001.parquet".to_string()], "{name}");
     }
+    assert!(!env.path("lake/.staging").exists());
     // Second, incremental run: nothing new, nothing doubled.
     assert_ok(&env.run(&args));
     assert_eq!(parquet_strings(&env.path("lake"), "messages_outbound", "message_id").len(), unique.len());

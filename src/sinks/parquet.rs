@@ -1,11 +1,15 @@
-//! Parquet destination: `DIR/<stream>/date=YYYY-MM-DD/data.parquet` (hive style, UTC date of the
-//! stream's cursor column), zstd compressed, and `DIR/_state.json`.
+//! Parquet destination: `DIR/<stream>/date=YYYY-MM-DD/part-NNNNNN.parquet` (hive style, UTC date
+//! of the stream's cursor column), zstd compressed, and `DIR/_state.json`.
 //!
-//! Each partition is one file, rewritten with the old and new rows merged on the primary key, to
-//! a temporary name that is renamed over the old file once complete and synced. The state file
-//! is written (atomically, the same way) only after every file it covers is durable. A reader
-//! therefore never sees a partial file or a duplicate key, and a crash at any point is repaired
-//! by the next run, which re-reads from the last saved bookmark.
+//! A partition's files hold each primary key once. New rows go to a new file, unless a file
+//! holds older copies of their keys (found by reading key columns only, and for streams with a
+//! fixed cursor only in files whose cursor range meets the new rows') or the last file is small:
+//! then that file is rewritten with the old and new rows merged, to a temporary name renamed over
+//! it once complete and synced. When several files change at once, the partition's folder is
+//! exchanged with a staging copy in one rename. So the work of a flush follows its own rows, not
+//! the size of the day, and a reader never sees a partial file or a duplicate key. The state file
+//! is written (atomically, the same way) only after every file it covers is durable, so a crash
+//! at any point is repaired by the next run, which re-reads from the last saved bookmark.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
@@ -17,17 +21,26 @@ use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt
 use arrow::compute::take_record_batch;
 use arrow::row::Row;
 use chrono::DateTime;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::statistics::Statistics;
 
 use crate::sinks::{KeyEncoder, Sink, SinkError, StreamInfo};
 use crate::state::State;
 
 pub const STATE_FILE: &str = "_state.json";
 const LOCK_FILE: &str = ".postmark-elt.lock";
-const DATA_FILE: &str = "data.parquet";
+/// The single file of a partition as written by earlier versions; read as the oldest part.
+const LEGACY_FILE: &str = "data.parquet";
+/// Where several files of a partition are prepared before they replace it at once.
+const STAGING_DIR: &str = ".staging";
+/// A partition's last file with fewer rows than this takes a flush's new rows (and is rewritten
+/// with them); a larger one is left alone and the rows start a new file. Files therefore grow
+/// to about this size (8 row groups), and a flush rewrites at most this many old rows besides
+/// those holding older copies of its keys.
+const COMPACT_ROWS: i64 = 8 * ROW_GROUP_ROWS as i64;
 /// Rows buffered before files are rewritten; commits in between only move the pending state.
 const FLUSH_ROWS: usize = 50_000;
 /// A row group is held in memory (encoded, with its dictionaries) until it is complete, so its
@@ -59,6 +72,8 @@ pub struct ParquetSink {
     replaced: BTreeMap<String, Vec<Option<i64>>>,
     staged_replaced: BTreeMap<String, Vec<Option<i64>>>,
     pending_state: Option<State>,
+    /// [`COMPACT_ROWS`], smaller in tests.
+    compact_rows: i64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
@@ -114,6 +129,7 @@ impl ParquetSink {
             replaced: BTreeMap::new(),
             staged_replaced: BTreeMap::new(),
             pending_state: None,
+            compact_rows: COMPACT_ROWS,
         })
     }
 
@@ -172,42 +188,240 @@ impl ParquetSink {
                 None => self.dir.join(&info.name),
             };
             fs::create_dir_all(&folder).map_err(io(&folder))?;
-            let path = folder.join(DATA_FILE);
-            // The old file is streamed into the new one batch by batch, leaving out the rows
-            // that the new rows replace, and row groups are flushed by size, so memory does not
-            // grow with the partition.
-            let old = open_existing(&path).map_err(fail)?;
-            write_atomically(&path, |file| {
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                    .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
-                    .build();
-                let mut writer = ArrowWriter::try_new(file, info.arrow.clone(), Some(props)).map_err(|e| fail(e.to_string()))?;
-                let mut write = |batch: &RecordBatch| -> Result<(), SinkError> {
-                    writer.write(batch).map_err(|e| fail(e.to_string()))?;
-                    if writer.in_progress_size() >= ROW_GROUP_BYTES {
-                        writer.flush().map_err(|e| fail(e.to_string()))?;
-                    }
-                    Ok(())
+            let files = list_parts(&folder, info.cursor_field.as_deref()).map_err(fail)?;
+            // A small last file takes the new rows, so that a partition is not left in many
+            // small files; a large one stays as it is and the rows go to a new file, so that a
+            // flush rewrites at most COMPACT_ROWS old rows unless it replaces old copies.
+            let small_last = files.len().checked_sub(1).filter(|&last| files[last].rows < self.compact_rows);
+            // Other files are rewritten if they hold an older copy of a new key. A key's cursor
+            // never changes in a stream with a fixed cursor, so only files whose cursor range
+            // meets the new rows' can; their key columns alone are read to tell.
+            let range = info.cursor_fixed.then(|| cursor_range(&parts, &keep, info.cursor_field.as_deref())).flatten();
+            let mut rewrite: Vec<usize> = Vec::new();
+            for (i, file) in files.iter().enumerate() {
+                let may_hold = match (range, file.cursor) {
+                    (Some((lo, hi)), Some((min, max))) => min <= hi && lo <= max,
+                    _ => true,
                 };
-                for batch in old.into_iter().flatten() {
-                    let batch = batch.map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
-                    let batch = with_schema(&batch, &info.arrow).map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
-                    let batch = if drop_servers.is_empty() { batch } else { without_servers(&batch, drop_servers).map_err(fail)? };
-                    let old_keys = encoder.rows(&batch).map_err(fail)?;
-                    let kept: Vec<u32> = (0..old_keys.num_rows()).filter(|&i| !new_keys.contains(&old_keys.row(i))).map(|i| i as u32).collect();
-                    write(&take_rows(&batch, kept).map_err(fail)?)?;
+                if small_last == Some(i)
+                    || !drop_servers.is_empty()
+                    || (may_hold && !new_keys.is_empty() && holds_any(file, &encoder, &info.primary_key, &new_keys).map_err(fail)?)
+                {
+                    rewrite.push(i);
                 }
-                for ((batch, _), kept) in parts.iter().zip(keep) {
-                    write(&take_rows(batch, kept).map_err(fail)?)?;
-                }
-                writer.close().map_err(|e| fail(e.to_string()))?;
-                Ok(())
-            })?;
+            }
+            let old: Vec<&Part> = rewrite.iter().map(|&i| &files[i]).collect();
+            let fill = |file: &mut File| self.write_merged(file, info, &encoder, &old, &new_keys, drop_servers, &parts, &keep);
+            match rewrite.as_slice() {
+                [] if new_keys.is_empty() => {}
+                [] => write_atomically(&folder.join(part_name(files.last().map_or(1, |f| f.seq + 1))), fill)?,
+                [one] => write_atomically(&files[*one].path, fill)?,
+                _ => self.swap_partition(&folder, &files, &rewrite, fill)?,
+            }
         }
         Ok(())
     }
+
+    /// Writes the rows of `old` files, without the keys of `new_keys` (and the rows of dropped
+    /// servers), then the new rows. Old files are streamed through batch by batch and row
+    /// groups are flushed by size, so memory does not grow with the partition.
+    #[allow(clippy::too_many_arguments)]
+    fn write_merged(
+        &self,
+        file: &mut File,
+        info: &StreamInfo,
+        encoder: &KeyEncoder,
+        old: &[&Part],
+        new_keys: &HashSet<Row<'_>>,
+        drop_servers: &[Option<i64>],
+        parts: &[(&RecordBatch, Vec<u32>)],
+        keep: &[Vec<u32>],
+    ) -> Result<(), SinkError> {
+        let fail = |e: String| write_err(&self.dir, format!("writing stream {}", info.name))(e);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
+            .build();
+        let mut writer = ArrowWriter::try_new(file, info.arrow.clone(), Some(props)).map_err(|e| fail(e.to_string()))?;
+        let mut write = |batch: &RecordBatch| -> Result<(), SinkError> {
+            writer.write(batch).map_err(|e| fail(e.to_string()))?;
+            if writer.in_progress_size() >= ROW_GROUP_BYTES {
+                writer.flush().map_err(|e| fail(e.to_string()))?;
+            }
+            Ok(())
+        };
+        for part in old {
+            let reading = |e: &dyn std::fmt::Display| fail(format!("reading {}: {e}", part.path.display()));
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&part.path).map_err(|e| reading(&e))?)
+                .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
+                .map_err(|e| reading(&e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| reading(&e))?;
+                let batch = with_schema(&batch, &info.arrow).map_err(|e| reading(&e))?;
+                let batch = if drop_servers.is_empty() { batch } else { without_servers(&batch, drop_servers).map_err(fail)? };
+                let old_keys = encoder.rows(&batch).map_err(fail)?;
+                let kept: Vec<u32> = (0..old_keys.num_rows()).filter(|&i| !new_keys.contains(&old_keys.row(i))).map(|i| i as u32).collect();
+                write(&take_rows(&batch, kept).map_err(fail)?)?;
+            }
+        }
+        for ((batch, _), kept) in parts.iter().zip(keep) {
+            write(&take_rows(batch, kept.clone()).map_err(fail)?)?;
+        }
+        writer.close().map_err(|e| fail(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Replaces several files of a partition at once: a staging folder gets hard links to the
+    /// files that stay and the merged file (named as the newest file it replaces), then it is
+    /// exchanged with the partition's folder in one rename, so a reader sees the old files or
+    /// the new ones, never old and new copies of a key together, nor neither.
+    fn swap_partition(&self, folder: &Path, files: &[Part], rewrite: &[usize], fill: impl FnOnce(&mut File) -> Result<(), SinkError>) -> Result<(), SinkError> {
+        let staging = self.dir.join(STAGING_DIR).join(folder.strip_prefix(&self.dir).unwrap_or(folder).to_string_lossy().replace(['/', '\\'], "~"));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let newest = rewrite.iter().map(|&i| &files[i]).max_by_key(|f| f.seq).map(|f| f.name()).unwrap_or_default();
+        let merged = staging.join(&newest);
+        let mut file = File::create(&merged).map_err(io(&merged))?;
+        fill(&mut file)?;
+        file.sync_all().map_err(io(&merged))?;
+        drop(file);
+        let linked = files.iter().enumerate().filter(|(i, _)| !rewrite.contains(i)).try_for_each(|(_, f)| fs::hard_link(&f.path, staging.join(f.name())));
+        let swapped = linked.is_ok() && File::open(&staging).and_then(|d| d.sync_all()).is_ok() && exchange(&staging, folder).map_err(io(folder))?;
+        if !swapped {
+            // No hard links or no atomic exchange here: the merged file replaces the newest old
+            // one, then the others go. A crash in between leaves old copies of the new keys,
+            // which the next run (reading from the same bookmark) removes.
+            fs::rename(&merged, folder.join(&newest)).map_err(io(folder))?;
+            for f in rewrite.iter().map(|&i| &files[i]).filter(|f| f.name() != newest) {
+                fs::remove_file(&f.path).map_err(io(&f.path))?;
+            }
+        }
+        if let Some(parent) = folder.parent() {
+            File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+        }
+        File::open(folder).and_then(|d| d.sync_all()).map_err(io(folder))?;
+        // The staging folder now holds the replaced files.
+        fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        let _ = fs::remove_dir(self.dir.join(STAGING_DIR));
+        Ok(())
+    }
+}
+
+/// A Parquet file of a partition: `part-NNNNNN.parquet`, or `data.parquet` (sequence 0) as
+/// written before partitions had several files.
+struct Part {
+    path: PathBuf,
+    seq: u64,
+    rows: i64,
+    /// The smallest and largest cursor in the file (row-group statistics), when known.
+    cursor: Option<(i64, i64)>,
+}
+
+impl Part {
+    fn name(&self) -> String {
+        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
+fn part_name(seq: u64) -> String {
+    format!("part-{seq:06}.parquet")
+}
+
+/// The partition's files, oldest first, with their row counts and cursor ranges.
+fn list_parts(folder: &Path, cursor: Option<&str>) -> Result<Vec<Part>, String> {
+    let entries = match fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("listing {}: {e}", folder.display())),
+    };
+    let mut parts = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("listing {}: {e}", folder.display()))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let seq = if name == LEGACY_FILE {
+            0
+        } else if let Some(seq) = name.strip_prefix("part-").and_then(|n| n.strip_suffix(".parquet")).and_then(|n| n.parse().ok()) {
+            seq
+        } else {
+            continue;
+        };
+        let reading = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).map_err(|e| reading(&e))?).map_err(|e| reading(&e))?;
+        let meta = builder.metadata();
+        let column = cursor.and_then(|c| meta.file_metadata().schema_descr().columns().iter().position(|col| col.path().string() == c));
+        let mut range: Option<(i64, i64)> = None;
+        let mut known = column.is_some();
+        for group in meta.row_groups() {
+            match column.and_then(|c| group.column(c).statistics()) {
+                Some(Statistics::Int64(s)) => {
+                    if let (Some(&lo), Some(&hi)) = (s.min_opt(), s.max_opt()) {
+                        range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                    } else if group.num_rows() > 0 {
+                        // Null cursors only, or no statistics: the range says nothing.
+                        known = false;
+                    }
+                }
+                _ => known &= group.num_rows() == 0,
+            }
+        }
+        parts.push(Part {
+            seq,
+            rows: meta.file_metadata().num_rows(),
+            cursor: if known { range } else { None },
+            path,
+        });
+    }
+    parts.sort_by_key(|p| p.seq);
+    Ok(parts)
+}
+
+/// The smallest and largest cursor of the kept new rows; `None` if any has none.
+fn cursor_range(parts: &[(&RecordBatch, Vec<u32>)], keep: &[Vec<u32>], cursor: Option<&str>) -> Option<(i64, i64)> {
+    let mut range: Option<(i64, i64)> = None;
+    for ((batch, _), rows) in parts.iter().zip(keep) {
+        let column = batch.column_by_name(cursor?)?.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
+        for &i in rows {
+            let v = column.is_valid(i as usize).then(|| column.value(i as usize))?;
+            range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+        }
+    }
+    range
+}
+
+/// Whether the file holds any of `keys`, read from its key columns only. A file whose key
+/// columns cannot be compared (another type, a missing column) counts as holding them.
+fn holds_any(part: &Part, encoder: &KeyEncoder, key: &[String], keys: &HashSet<Row<'_>>) -> Result<bool, String> {
+    let reading = |e: &dyn std::fmt::Display| format!("reading {}: {e}", part.path.display());
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&part.path).map_err(|e| reading(&e))?).map_err(|e| reading(&e))?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), key.iter().map(String::as_str));
+    let reader = builder.with_projection(mask).with_batch_size(READ_BATCH_ROWS).build().map_err(|e| reading(&e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| reading(&e))?;
+        let Ok(rows) = encoder.rows(&batch) else { return Ok(true) };
+        if (0..rows.num_rows()).any(|i| keys.contains(&rows.row(i))) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Exchanges two folders in one rename (`renameat2(RENAME_EXCHANGE)`, or `renamex_np` with
+/// `RENAME_SWAP` on macOS). `Ok(false)`: the platform or file system cannot.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(e) if e == Errno::INVAL || e == Errno::NOSYS || e == Errno::NOTSUP || e == Errno::PERM => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 /// These rows of `batch` (the batch itself when that is all of them).
@@ -219,6 +433,8 @@ fn take_rows(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch, String>
 }
 
 fn remove_leftovers(dir: &Path) {
+    // A staging folder left by a crash holds copies of files, or files already replaced.
+    let _ = fs::remove_dir_all(dir.join(STAGING_DIR));
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -251,17 +467,6 @@ fn partition_rows(batch: &RecordBatch, cursor: Option<&str>) -> BTreeMap<Option<
         groups.entry(key).or_default().push(i as u32);
     }
     groups
-}
-
-/// A reader of the partition's current file, if there is one.
-fn open_existing(path: &Path) -> Result<Option<ParquetRecordBatchReader>, String> {
-    let Ok(file) = File::open(path) else {
-        return Ok(None);
-    };
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
-        .map(Some)
-        .map_err(|e| format!("reading {}: {e}", path.display()))
 }
 
 /// Columns matched by name, so files written by an older schema read on; new columns are null.
@@ -372,19 +577,52 @@ mod tests {
         format!(r#"{{"TotalCount":{},"Messages":[{}]}}"#, ids.len(), msgs.join(","))
     }
 
+    /// (message_id, tag) of every row of every file of a partition folder, sorted.
+    fn rows_in(folder: &Path) -> Vec<(String, String)> {
+        let mut rows = Vec::new();
+        for file in files_in(folder) {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(folder.join(file)).unwrap()).unwrap().build().unwrap();
+            for b in reader {
+                let b = b.unwrap();
+                let ids = crate::streams::extract::string_column(&b, "message_id").unwrap();
+                let tags = crate::streams::extract::string_column(&b, "tag").unwrap();
+                rows.extend((0..b.num_rows()).map(|i| (ids.value(i).to_string(), tags.value(i).to_string())));
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    /// The names of the Parquet files in a folder, sorted.
+    fn files_in(folder: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        names
+    }
+
     fn read_all(dir: &Path) -> Vec<String> {
         let mut ids = Vec::new();
         for day in fs::read_dir(dir.join("messages_outbound")).unwrap() {
-            let file = day.unwrap().path().join(DATA_FILE);
-            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(file).unwrap()).unwrap().build().unwrap();
-            for b in reader {
-                let b = b.unwrap();
-                let c = crate::streams::extract::string_column(&b, "message_id").unwrap();
-                ids.extend(c.iter().map(|v| v.unwrap().to_string()));
-            }
+            ids.extend(rows_in(&day.unwrap().path()).into_iter().map(|(id, _)| id));
         }
         ids.sort();
         ids
+    }
+
+    /// Messages `m{from}..m{to}` received at `at`, tagged `tag`.
+    fn tagged(dec: &crate::streams::extract::PageDecoder, ids: std::ops::Range<usize>, at: &str, tag: &str) -> RecordBatch {
+        let msgs: Vec<String> = ids.map(|i| format!(r#"{{"MessageID":"m{i}","ReceivedAt":"{at}","Tag":"{tag}"}}"#)).collect();
+        dec.decode(format!(r#"{{"TotalCount":0,"Messages":[{}]}}"#, msgs.join(",")).as_bytes(), &Default::default()).unwrap().batch
+    }
+
+    fn flush(sink: &mut ParquetSink, batch: RecordBatch) {
+        sink.write("messages_outbound", &batch).unwrap();
+        sink.commit(None, &State::default()).unwrap();
+        sink.flush().unwrap();
     }
 
     /// Rows land in date partitions, re-sent keys replace old rows, state follows the files,
@@ -410,7 +648,7 @@ mod tests {
         }
         assert_eq!(read_all(dir.path()), vec!["a", "b"]);
         // 23:30 EST on Nov 1 is 04:30 UTC on Nov 2: both rows in one UTC-date partition.
-        assert!(dir.path().join("messages_outbound/date=2026-11-02").join(DATA_FILE).exists());
+        assert_eq!(files_in(&dir.path().join("messages_outbound/date=2026-11-02")), vec![part_name(1)]);
         let mut sink = ParquetSink::open(dir.path()).unwrap();
         assert_eq!(sink.load_state().unwrap(), Some(state));
     }
@@ -437,7 +675,9 @@ mod tests {
         sink.commit(None, &State::default()).unwrap();
         sink.finish().unwrap();
 
-        let file = File::open(dir.path().join("messages_outbound/date=2026-11-02").join(DATA_FILE)).unwrap();
+        let folder = dir.path().join("messages_outbound/date=2026-11-02");
+        assert_eq!(files_in(&folder), vec![part_name(1)], "the second flush merged into the small first file");
+        let file = File::open(folder.join(part_name(1))).unwrap();
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
         assert!(builder.metadata().num_row_groups() >= 40_000 / ROW_GROUP_ROWS, "{} row groups", builder.metadata().num_row_groups());
         // Unique ids outgrow the dictionary limit and fall back to plain encoding, so no row
@@ -482,5 +722,84 @@ mod tests {
         sink.finish().unwrap();
         assert_eq!(read_all(dir.path()), vec!["a"]);
         assert_eq!(fs::read_dir(dir.path().join("other")).unwrap().count(), 0);
+    }
+
+    /// A flush whose keys are new adds a file and leaves the large ones untouched; a small last
+    /// file takes the rows; keys held by several files replace their old copies in all of them
+    /// at once, through the staging folder, and the files not concerned stay (linked).
+    #[test]
+    fn files_are_added_merged_and_replaced_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (info, dec) = crate::sinks::messages_for_tests();
+        let day = "2026-11-02T10:00:00Z";
+        let folder = dir.path().join("messages_outbound/date=2026-11-02");
+        let mut sink = ParquetSink::open(dir.path()).unwrap();
+        sink.compact_rows = 100;
+        sink.begin_stream(&info).unwrap();
+        flush(&mut sink, tagged(&dec, 0..300, day, "a"));
+        let first = fs::read(folder.join(part_name(1))).unwrap();
+        flush(&mut sink, tagged(&dec, 300..600, day, "b"));
+        assert_eq!(files_in(&folder), vec![part_name(1), part_name(2)]);
+        assert_eq!(fs::read(folder.join(part_name(1))).unwrap(), first, "a large file with none of the keys is not rewritten");
+        flush(&mut sink, tagged(&dec, 600..650, day, "c"));
+        flush(&mut sink, tagged(&dec, 650..700, day, "d"));
+        assert_eq!(files_in(&folder), vec![part_name(1), part_name(2), part_name(3)], "a small last file takes new rows");
+        let third = fs::read(folder.join(part_name(3))).unwrap();
+        // Keys in files 1 and 2 (and not 3): both are replaced by one file, named as the newest.
+        flush(&mut sink, tagged(&dec, 250..350, day, "e"));
+        sink.finish().unwrap();
+        assert_eq!(files_in(&folder), vec![part_name(2), part_name(3)]);
+        assert_eq!(fs::read(folder.join(part_name(3))).unwrap(), third);
+        assert!(!dir.path().join(STAGING_DIR).exists());
+        let rows = rows_in(&folder);
+        assert_eq!(rows.len(), 700, "each key once");
+        let tag = |id: &str| rows.iter().find(|(i, _)| i == id).map(|(_, t)| t.as_str());
+        assert_eq!((tag("m0"), tag("m250"), tag("m349"), tag("m350"), tag("m620"), tag("m699")), (Some("a"), Some("e"), Some("e"), Some("b"), Some("c"), Some("d")));
+    }
+
+    /// With a fixed cursor, only files whose cursor range meets the new rows' are searched for
+    /// old copies: a re-read at the same time replaces its old copy, and a copy planted at
+    /// another time (which a fixed cursor rules out) is left; without a fixed cursor every file
+    /// is searched. A file written before parts (`data.parquet`) is read as the oldest part.
+    #[test]
+    fn old_copies_are_looked_for_where_the_cursor_allows() {
+        for fixed in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut info, dec) = crate::sinks::messages_for_tests();
+            info.cursor_fixed = fixed;
+            let folder = dir.path().join("messages_outbound/date=2026-11-02");
+            let mut sink = ParquetSink::open(dir.path()).unwrap();
+            sink.compact_rows = 10;
+            sink.begin_stream(&info).unwrap();
+            flush(&mut sink, tagged(&dec, 0..20, "2026-11-02T10:00:00Z", "early"));
+            fs::rename(folder.join(part_name(1)), folder.join(LEGACY_FILE)).unwrap();
+            flush(&mut sink, tagged(&dec, 20..40, "2026-11-02T12:00:00Z", "late"));
+            assert_eq!(files_in(&folder), vec![LEGACY_FILE.to_string(), part_name(1)]);
+            // m5 re-read at its own time; m25 "re-read" at 10:00, outside the 12:00 file's range.
+            let mut batch = tagged(&dec, 5..6, "2026-11-02T10:00:00Z", "again");
+            batch = arrow::compute::concat_batches(&batch.schema(), [&batch, &tagged(&dec, 25..26, "2026-11-02T10:00:00Z", "again")]).unwrap();
+            flush(&mut sink, batch);
+            sink.finish().unwrap();
+            let rows = rows_in(&folder);
+            let copies = |id: &str| rows.iter().filter(|(i, _)| i == id).map(|(_, t)| t.clone()).collect::<Vec<_>>();
+            assert_eq!(copies("m5"), vec!["again"], "fixed: {fixed}");
+            if fixed {
+                assert_eq!(copies("m25"), vec!["again", "late"], "the 12:00 file is not searched for a 10:00 key");
+            } else {
+                assert_eq!(copies("m25"), vec!["again"]);
+            }
+            assert_eq!(rows.len(), if fixed { 41 } else { 40 });
+        }
+    }
+
+    /// A staging folder left by a crash is removed when the directory is opened again.
+    #[test]
+    fn staging_leftovers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = dir.path().join(STAGING_DIR).join("messages_outbound~date=2026-11-02");
+        fs::create_dir_all(&leftover).unwrap();
+        fs::write(leftover.join(part_name(1)), b"partial").unwrap();
+        drop(ParquetSink::open(dir.path()).unwrap());
+        assert!(!dir.path().join(STAGING_DIR).exists());
     }
 }
