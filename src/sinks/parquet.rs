@@ -22,7 +22,7 @@ use arrow::compute::take_record_batch;
 use arrow::row::Row;
 use chrono::DateTime;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
@@ -252,10 +252,8 @@ impl ParquetSink {
             Ok(())
         };
         for part in old {
-            let reading = |e: &dyn std::fmt::Display| fail(format!("reading {}: {e}", part.path.display()));
-            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&part.path).map_err(|e| reading(&e))?)
-                .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
-                .map_err(|e| reading(&e))?;
+            let reading = |e: &dyn std::fmt::Display| fail(part.reading(e));
+            let reader = part.reader().map_err(fail)?.build().map_err(|e| reading(&e))?;
             for batch in reader {
                 let batch = batch.map_err(|e| reading(&e))?;
                 let batch = with_schema(&batch, &info.arrow).map_err(|e| reading(&e))?;
@@ -316,11 +314,23 @@ struct Part {
     rows: i64,
     /// The smallest and largest cursor in the file (row-group statistics), when known.
     cursor: Option<(i64, i64)>,
+    /// The footer, read once for the listing and the readers.
+    meta: ArrowReaderMetadata,
 }
 
 impl Part {
     fn name(&self) -> String {
         self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    fn reading(&self, e: &dyn std::fmt::Display) -> String {
+        format!("reading {}: {e}", self.path.display())
+    }
+
+    /// A reader of the file, in batches of [`READ_BATCH_ROWS`].
+    fn reader(&self) -> Result<ParquetRecordBatchReaderBuilder<File>, String> {
+        let file = File::open(&self.path).map_err(|e| self.reading(&e))?;
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone()).with_batch_size(READ_BATCH_ROWS))
     }
 }
 
@@ -347,8 +357,9 @@ fn list_parts(folder: &Path, cursor: Option<&str>) -> Result<Vec<Part>, String> 
             continue;
         };
         let reading = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
-        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).map_err(|e| reading(&e))?).map_err(|e| reading(&e))?;
-        let meta = builder.metadata();
+        let file = File::open(&path).map_err(|e| reading(&e))?;
+        let footer = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| reading(&e))?;
+        let meta = footer.metadata();
         let column = cursor.and_then(|c| meta.file_metadata().schema_descr().columns().iter().position(|col| col.path().string() == c));
         let mut range: Option<(i64, i64)> = None;
         let mut known = column.is_some();
@@ -370,6 +381,7 @@ fn list_parts(folder: &Path, cursor: Option<&str>) -> Result<Vec<Part>, String> 
             rows: meta.file_metadata().num_rows(),
             cursor: if known { range } else { None },
             path,
+            meta: footer,
         });
     }
     parts.sort_by_key(|p| p.seq);
@@ -392,12 +404,10 @@ fn cursor_range(parts: &[(&RecordBatch, Vec<u32>)], keep: &[Vec<u32>], cursor: O
 /// Whether the file holds any of `keys`, read from its key columns only. A file whose key
 /// columns cannot be compared (another type, a missing column) counts as holding them.
 fn holds_any(part: &Part, encoder: &KeyEncoder, key: &[String], keys: &HashSet<Row<'_>>) -> Result<bool, String> {
-    let reading = |e: &dyn std::fmt::Display| format!("reading {}: {e}", part.path.display());
-    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&part.path).map_err(|e| reading(&e))?).map_err(|e| reading(&e))?;
-    let mask = ProjectionMask::columns(builder.parquet_schema(), key.iter().map(String::as_str));
-    let reader = builder.with_projection(mask).with_batch_size(READ_BATCH_ROWS).build().map_err(|e| reading(&e))?;
+    let mask = ProjectionMask::columns(part.meta.parquet_schema(), key.iter().map(String::as_str));
+    let reader = part.reader()?.with_projection(mask).build().map_err(|e| part.reading(&e))?;
     for batch in reader {
-        let batch = batch.map_err(|e| reading(&e))?;
+        let batch = batch.map_err(|e| part.reading(&e))?;
         let Ok(rows) = encoder.rows(&batch) else { return Ok(true) };
         if (0..rows.num_rows()).any(|i| keys.contains(&rows.row(i))) {
             return Ok(true);
