@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::OwnedRow;
@@ -25,7 +25,7 @@ use duckdb::Connection;
 
 use crate::schema::quote_ident;
 use crate::sinks::key_filter::KeyFilter;
-use crate::sinks::{KeyEncoder, Sink, SinkError, SinkOptions, StreamInfo};
+use crate::sinks::{CursorSpan, KeyEncoder, Sink, SinkError, SinkOptions, StreamInfo, cursor_span};
 use crate::state::State;
 
 pub const STATE_TABLE: &str = "_postmark_elt_state";
@@ -88,19 +88,11 @@ enum OlderCopies {
 impl OlderCopies {
     /// The cursor range of `batches`, or `Anywhere` if a cursor is missing.
     fn within_cursors(batches: &[RecordBatch], cursor: &str) -> OlderCopies {
-        let mut range: Option<(i64, i64)> = None;
-        for batch in batches {
-            let Some(column) = batch.column_by_name(cursor).and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>()) else {
-                return OlderCopies::Anywhere;
-            };
-            if column.null_count() > 0 {
-                return OlderCopies::Anywhere;
-            }
-            if let (Some(lo), Some(hi)) = (arrow::compute::min(column), arrow::compute::max(column)) {
-                range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
-            }
+        match cursor_span(cursor, batches.iter().map(|b| (b, None))) {
+            CursorSpan::NoRows => OlderCopies::Nowhere,
+            CursorSpan::Within(lo, hi) => OlderCopies::Between(lo, hi),
+            CursorSpan::Unknown => OlderCopies::Anywhere,
         }
-        range.map_or(OlderCopies::Nowhere, |(lo, hi)| OlderCopies::Between(lo, hi))
     }
 }
 

@@ -1,7 +1,8 @@
 //! A growing Bloom filter of the primary keys a run has loaded into a table that was empty when
-//! the run began, for streams without a fixed cursor (the others need only the latest cursor). When none of a commit's keys can be in it, the sink skips the delete that
-//! would scan the whole table for them. No false negatives, so the skip is always safe; a false
-//! positive only costs that scan.
+//! the run began, for streams without a fixed cursor (the others need only the latest cursor).
+//! When none of a commit's keys can be in it, the sink skips the delete that would scan the
+//! whole table for them. No false negatives, so the skip is always safe; a false positive only
+//! costs that scan.
 //!
 //! (No Bloom filter crate is available offline here; this one is small and tested below.)
 

@@ -76,6 +76,44 @@ pub struct StreamInfo {
     pub mode: LoadMode,
 }
 
+/// Where the cursor of some rows lies (microseconds, UTC).
+pub(crate) enum CursorSpan {
+    NoRows,
+    Within(i64, i64),
+    /// The cursor column is missing or a row has no cursor.
+    Unknown,
+}
+
+/// The span of the timestamp column `cursor` over these rows of each batch (all its rows when
+/// `None`).
+pub(crate) fn cursor_span<'a>(cursor: &str, rows: impl IntoIterator<Item = (&'a RecordBatch, Option<&'a [u32]>)>) -> CursorSpan {
+    use arrow::array::{Array, TimestampMicrosecondArray};
+    let mut span: Option<(i64, i64)> = None;
+    let mut widen = |lo: i64, hi: i64| span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+    for (batch, rows) in rows {
+        let Some(column) = batch.column_by_name(cursor).and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>()) else {
+            return CursorSpan::Unknown;
+        };
+        match rows {
+            None if column.null_count() > 0 => return CursorSpan::Unknown,
+            None => {
+                if let (Some(lo), Some(hi)) = (arrow::compute::min(column), arrow::compute::max(column)) {
+                    widen(lo, hi);
+                }
+            }
+            Some(rows) => {
+                for &i in rows {
+                    if column.is_null(i as usize) {
+                        return CursorSpan::Unknown;
+                    }
+                    widen(column.value(i as usize), column.value(i as usize));
+                }
+            }
+        }
+    }
+    span.map_or(CursorSpan::NoRows, |(lo, hi)| CursorSpan::Within(lo, hi))
+}
+
 /// A stream's primary key in arrow's row format, which hashes and compares as bytes; one
 /// encoder per stream, so that every row of it is encoded alike.
 pub(crate) struct KeyEncoder {

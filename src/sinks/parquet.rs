@@ -27,7 +27,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 
-use crate::sinks::{KeyEncoder, Sink, SinkError, StreamInfo};
+use crate::sinks::{CursorSpan, KeyEncoder, Sink, SinkError, StreamInfo, cursor_span};
 use crate::state::State;
 
 pub const STATE_FILE: &str = "_state.json";
@@ -191,7 +191,7 @@ impl ParquetSink {
                 None => self.dir.join(&info.name),
             };
             fs::create_dir_all(&folder).map_err(io(&folder))?;
-            let files = list_parts(&folder, info.cursor_field.as_deref()).map_err(fail)?;
+            let files = list_files(&folder, info.cursor_field.as_deref()).map_err(fail)?;
             // A small last file takes the new rows, so that a partition is not left in many
             // small files; a large one stays as it is and the rows go to a new file, so that a
             // flush rewrites at most COMPACT_ROWS old rows unless it replaces old copies.
@@ -199,7 +199,13 @@ impl ParquetSink {
             // Other files are rewritten if they hold an older copy of a new key. A key's cursor
             // never changes in a stream with a fixed cursor, so only files whose cursor range
             // meets the new rows' can; their key columns alone are read to tell.
-            let range = info.cursor_fixed.then(|| cursor_range(&parts, &keep, info.cursor_field.as_deref())).flatten();
+            let range = match info.cursor_field.as_deref().filter(|_| info.cursor_fixed) {
+                Some(cursor) => match cursor_span(cursor, parts.iter().zip(&keep).map(|((batch, _), rows)| (*batch, Some(rows.as_slice())))) {
+                    CursorSpan::Within(lo, hi) => Some((lo, hi)),
+                    CursorSpan::NoRows | CursorSpan::Unknown => None,
+                },
+                None => None,
+            };
             let mut rewrite: Vec<usize> = Vec::new();
             for (i, file) in files.iter().enumerate() {
                 let may_hold = match (range, file.cursor) {
@@ -213,7 +219,7 @@ impl ParquetSink {
                     rewrite.push(i);
                 }
             }
-            let old: Vec<&Part> = rewrite.iter().map(|&i| &files[i]).collect();
+            let old: Vec<&PartFile> = rewrite.iter().map(|&i| &files[i]).collect();
             let fill = |file: &mut File| self.write_merged(file, info, &encoder, &old, &new_keys, drop_servers, &parts, &keep);
             match rewrite.as_slice() {
                 [] if new_keys.is_empty() => {}
@@ -226,7 +232,7 @@ impl ParquetSink {
     }
 
     /// Writes the rows of `old` files, without the keys of `new_keys` (and the rows of dropped
-    /// servers), then the new rows. Old files are streamed through batch by batch and row
+    /// servers), then the `keep` rows of `new_rows`. Old files are streamed through batch by batch and row
     /// groups are flushed by size, so memory does not grow with the partition.
     #[allow(clippy::too_many_arguments)]
     fn write_merged(
@@ -234,10 +240,10 @@ impl ParquetSink {
         file: &mut File,
         info: &StreamInfo,
         encoder: &KeyEncoder,
-        old: &[&Part],
+        old: &[&PartFile],
         new_keys: &HashSet<Row<'_>>,
         drop_servers: &[Option<i64>],
-        parts: &[(&RecordBatch, Vec<u32>)],
+        new_rows: &[(&RecordBatch, Vec<u32>)],
         keep: &[Vec<u32>],
     ) -> Result<(), SinkError> {
         let fail = |e: String| write_err(&self.dir, format!("writing stream {}", info.name))(e);
@@ -266,7 +272,7 @@ impl ParquetSink {
                 write(&take_rows(&batch, kept).map_err(fail)?)?;
             }
         }
-        for ((batch, _), kept) in parts.iter().zip(keep) {
+        for ((batch, _), kept) in new_rows.iter().zip(keep) {
             write(&take_rows(batch, kept.clone()).map_err(fail)?)?;
         }
         writer.close().map_err(|e| fail(e.to_string()))?;
@@ -277,7 +283,7 @@ impl ParquetSink {
     /// files that stay and the merged file (named as the newest file it replaces), then it is
     /// exchanged with the partition's folder in one rename, so a reader sees the old files or
     /// the new ones, never old and new copies of a key together, nor neither.
-    fn swap_partition(&self, folder: &Path, files: &[Part], rewrite: &[usize], fill: impl FnOnce(&mut File) -> Result<(), SinkError>) -> Result<(), SinkError> {
+    fn swap_partition(&self, folder: &Path, files: &[PartFile], rewrite: &[usize], fill: impl FnOnce(&mut File) -> Result<(), SinkError>) -> Result<(), SinkError> {
         let staging = self.dir.join(STAGING_DIR).join(folder.strip_prefix(&self.dir).unwrap_or(folder).to_string_lossy().replace(['/', '\\'], "~"));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(io(&staging))?;
@@ -311,7 +317,7 @@ impl ParquetSink {
 
 /// A Parquet file of a partition: `part-NNNNNN.parquet`, or `data.parquet` (sequence 0) as
 /// written before partitions had several files.
-struct Part {
+struct PartFile {
     path: PathBuf,
     seq: u64,
     rows: i64,
@@ -321,13 +327,13 @@ struct Part {
     meta: ArrowReaderMetadata,
 }
 
-impl Part {
+impl PartFile {
     fn name(&self) -> String {
         self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
     fn reading(&self, e: &dyn std::fmt::Display) -> String {
-        format!("reading {}: {e}", self.path.display())
+        reading(&self.path, e)
     }
 
     /// A reader of the file, in batches of [`READ_BATCH_ROWS`].
@@ -337,18 +343,22 @@ impl Part {
     }
 }
 
+fn reading(path: &Path, e: &dyn std::fmt::Display) -> String {
+    format!("reading {}: {e}", path.display())
+}
+
 fn part_name(seq: u64) -> String {
     format!("part-{seq:06}.parquet")
 }
 
 /// The partition's files, oldest first, with their row counts and cursor ranges.
-fn list_parts(folder: &Path, cursor: Option<&str>) -> Result<Vec<Part>, String> {
+fn list_files(folder: &Path, cursor: Option<&str>) -> Result<Vec<PartFile>, String> {
     let entries = match fs::read_dir(folder) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("listing {}: {e}", folder.display())),
     };
-    let mut parts = Vec::new();
+    let mut files = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| format!("listing {}: {e}", folder.display()))?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -359,9 +369,8 @@ fn list_parts(folder: &Path, cursor: Option<&str>) -> Result<Vec<Part>, String> 
         } else {
             continue;
         };
-        let reading = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
-        let file = File::open(&path).map_err(|e| reading(&e))?;
-        let footer = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| reading(&e))?;
+        let file = File::open(&path).map_err(|e| reading(&path, &e))?;
+        let footer = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| reading(&path, &e))?;
         let meta = footer.metadata();
         let column = cursor.and_then(|c| meta.file_metadata().schema_descr().columns().iter().position(|col| col.path().string() == c));
         let mut range: Option<(i64, i64)> = None;
@@ -379,7 +388,7 @@ fn list_parts(folder: &Path, cursor: Option<&str>) -> Result<Vec<Part>, String> 
                 _ => known &= group.num_rows() == 0,
             }
         }
-        parts.push(Part {
+        files.push(PartFile {
             seq,
             rows: meta.file_metadata().num_rows(),
             cursor: if known { range } else { None },
@@ -387,26 +396,13 @@ fn list_parts(folder: &Path, cursor: Option<&str>) -> Result<Vec<Part>, String> 
             meta: footer,
         });
     }
-    parts.sort_by_key(|p| p.seq);
-    Ok(parts)
-}
-
-/// The smallest and largest cursor of the kept new rows; `None` if any has none.
-fn cursor_range(parts: &[(&RecordBatch, Vec<u32>)], keep: &[Vec<u32>], cursor: Option<&str>) -> Option<(i64, i64)> {
-    let mut range: Option<(i64, i64)> = None;
-    for ((batch, _), rows) in parts.iter().zip(keep) {
-        let column = batch.column_by_name(cursor?)?.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
-        for &i in rows {
-            let v = column.is_valid(i as usize).then(|| column.value(i as usize))?;
-            range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
-        }
-    }
-    range
+    files.sort_by_key(|f| f.seq);
+    Ok(files)
 }
 
 /// Whether the file holds any of `keys`, read from its key columns only. A file whose key
 /// columns cannot be compared (another type, a missing column) counts as holding them.
-fn holds_any(part: &Part, encoder: &KeyEncoder, key: &[String], keys: &HashSet<Row<'_>>) -> Result<bool, String> {
+fn holds_any(part: &PartFile, encoder: &KeyEncoder, key: &[String], keys: &HashSet<Row<'_>>) -> Result<bool, String> {
     let mask = ProjectionMask::columns(part.meta.parquet_schema(), key.iter().map(String::as_str));
     let reader = part.reader()?.with_projection(mask).build().map_err(|e| part.reading(&e))?;
     for batch in reader {

@@ -84,8 +84,9 @@ pub struct StreamDef {
     /// The instant column that bookmarks and Parquet partitions follow, if the rows have one.
     pub cursor_field: Option<&'static str>,
     /// The cursor is when the record happened, so the API never changes it for a key: older
-    /// copies of a key have the new copy's cursor, and DuckDB looks for them only in the
-    /// cursor range of the rows it merges (not through the whole table).
+    /// copies of a key have the new copy's cursor, and the sinks look for them only in the
+    /// cursor range of the rows they merge (DuckDB's rows in that range, Parquet's files whose
+    /// range meets it), not through the whole table.
     pub cursor_fixed: bool,
     pub token: TokenKind,
     pub kind: Kind,
