@@ -19,7 +19,8 @@ use crate::config::{self, Config};
 use crate::error::Error;
 use crate::sinks::{self, DestKind, SinkHandle};
 use crate::state::State;
-use crate::streams::runner::{Extractor, PartitionReport};
+use crate::streams::runner::Extractor;
+use crate::streams::summary::PartitionReport;
 use crate::streams::{STREAMS, StreamDef};
 
 pub async fn run(cli: Cli) -> Result<(), Error> {

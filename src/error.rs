@@ -6,7 +6,7 @@ use crate::config::ConfigError;
 use crate::schema::SchemaError;
 use crate::sinks::SinkError;
 use crate::state::StateError;
-use crate::streams::runner::SyncError;
+use crate::streams::error::SyncError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -92,7 +92,7 @@ impl Error {
             Error::Sync(SyncError::TooDense { .. } | SyncError::TooManyRows { .. }) => ErrorKind::Incomplete,
             Error::Sync(SyncError::UnknownMessageStream { .. }) => ErrorKind::Config,
             Error::Sync(SyncError::SinkStopped(_)) => ErrorKind::Destination,
-            Error::Sync(SyncError::Schema(_)) => ErrorKind::Internal,
+            Error::Sync(SyncError::Schema(_) | SyncError::Declaration(_)) => ErrorKind::Internal,
             Error::Sync(e) if e.is_auth() => ErrorKind::Auth,
             Error::Sync(_) => ErrorKind::Api,
             Error::Sink(e) => sink_kind(e),

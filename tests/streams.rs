@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::America::New_York;
 use common::{Env, assert_ok, assert_same, dump_all, eastern_days_ago, rows, scalar, text};
-use fake_postmark::{Event, FakeConfig, default_streams, generate};
+use fake_postmark::{Event, FakeConfig, Fault, default_streams, generate};
 use serde_json::{Value, json};
 
 fn busy_env(config: FakeConfig) -> Env {
@@ -101,7 +101,14 @@ fn every_stream_loads_completely_once_and_without_secrets() {
     assert_eq!(scalar(&db, "SELECT count(*) FROM message_events WHERE type = 'Opened'") as usize, truth.opens.len());
     assert_eq!(scalar(&db, "SELECT count(*) FROM message_events WHERE type = 'Bounced'") as usize, truth.bounces.len());
     assert_eq!(scalar(&db, "SELECT count(*) FROM message_events WHERE details['BounceID'] IS NOT NULL") as usize, truth.bounces.len());
+    // bounce_dumps: one row per bounce (all are younger than the 30 days Postmark keeps dumps),
+    // holding that bounce's source; one request per bounce, none for anything else.
+    assert_same(&ids("SELECT bounce_id::VARCHAR FROM bounce_dumps"), &truth.bounces.iter().map(|b| b.id.to_string()).collect(), "bounce_dumps");
+    assert_eq!(scalar(&db, "SELECT count(*) FROM bounce_dumps WHERE body NOT LIKE '%(bounce ' || bounce_id || ')%'"), 0);
+    assert_eq!(scalar(&db, "SELECT count(*) - count(DISTINCT bounce_id) FROM bounce_dumps"), 0);
     // Full tables.
+    assert_eq!(scalar(&db, "SELECT count(*) FROM inbound_rules WHERE server_id = 118822"), 3);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM inbound_rules WHERE rule = 'bulk.example.org'"), 1);
     assert_eq!(scalar(&db, "SELECT count(*) FROM templates"), 7);
     assert_eq!(scalar(&db, "SELECT count(*) FROM message_streams"), 3);
     assert_eq!(scalar(&db, "SELECT count(*) FROM webhooks"), 2);
@@ -302,4 +309,33 @@ fn streams_run_side_by_side_and_listings_are_fetched_once() {
         "streams were read one after another: {paths:?}"
     );
     assert_eq!(scalar(&env.path("postmark.duckdb"), "SELECT count(*) FROM messages_outbound") as usize, env.fake.visible(0).messages.len());
+}
+
+/// Per-record streams skip a record the API no longer has (their declared error rule: 422 with
+/// ErrorCode 701 for message details, 1001 for bounce dumps), count it in the summary, and load
+/// every other record; another error on the same endpoint still fails the run.
+#[test]
+fn per_record_streams_skip_records_gone_from_the_api() {
+    let env = busy_env(FakeConfig::default());
+    let truth = env.fake.visible(0);
+    let (gone_message, gone_bounce) = (truth.messages[0].id.clone(), truth.bounces[0].id);
+    env.fake.push_faults(&format!("/messages/outbound/{gone_message}/details"), [Fault::Api { status: 422, code: 701, message: "This message was not found.".into() }]);
+    env.fake.push_faults(&format!("/bounces/{gone_bounce}/dump"), [Fault::Api { status: 422, code: 1001, message: "The dump is no longer available.".into() }]);
+    let cfg = env.config(eastern_days_ago(4), json!({}));
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "message_events,bounce_dumps", "--summary-json", "s.json"]);
+    assert_ok(&out);
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(env.path("s.json")).unwrap()).unwrap();
+    let skipped = |stream: &str| summary["streams"].as_array().unwrap().iter().filter(|s| s["stream"] == stream).map(|s| s["skipped"].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((skipped("message_events"), skipped("bounce_dumps")), (1, 1), "{summary}");
+    let db = env.path("postmark.duckdb");
+    let others: HashSet<String> = truth.messages.iter().filter(|m| m.id != gone_message).map(|m| m.id.clone()).collect();
+    assert_same(&rows(&db, "SELECT DISTINCT message_id FROM message_events WHERE type = 'Delivered'"), &others, "message_events");
+    let bounces: HashSet<String> = truth.bounces.iter().filter(|b| b.id != gone_bounce).map(|b| b.id.to_string()).collect();
+    assert_same(&rows(&db, "SELECT bounce_id::VARCHAR FROM bounce_dumps"), &bounces, "bounce_dumps");
+
+    // Another ErrorCode on the same status is not in the rules: the run fails (exit 5).
+    env.fake.push_faults(&format!("/bounces/{gone_bounce}/dump"), [Fault::Api { status: 422, code: 1000, message: "Invalid bounce query.".into() }]);
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "bounce_dumps", "--path", "fresh.duckdb"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(text(&out).contains("ErrorCode 1000"), "{}", text(&out));
 }

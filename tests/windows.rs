@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::America::New_York;
-use postmark_elt::streams::window::{CannotSplit, Window};
+use std::convert::Infallible;
+
+use postmark_elt::streams::window::{CannotSplit, LeafPlanner, PlanError, Window};
 use proptest::prelude::*;
 
 const REACH: u64 = 10_000;
@@ -24,21 +26,26 @@ fn count(times: &[DateTime<Utc>], w: &Window) -> u64 {
     (hi - lo) as u64
 }
 
-/// The runner's loop, with a counting oracle instead of HTTP: leaves, oldest first.
+/// The runner's planner itself ([`LeafPlanner`]), with a counting oracle instead of HTTP:
+/// leaves, oldest first.
 fn plan(root: Window, times: &[DateTime<Utc>]) -> Result<Vec<Window>, CannotSplit> {
+    let mut planner = LeafPlanner::new(root, REACH);
     let mut leaves = Vec::new();
-    let mut pending = vec![root];
-    while let Some(w) = pending.pop() {
-        let total = count(times, &w);
-        if total > REACH {
-            let subs = w.split_for_total(total, REACH)?;
-            assert!(subs.len() >= 2);
-            pending.extend(subs.into_iter().rev());
-        } else {
-            leaves.push(w);
+    loop {
+        let next = futures::executor::block_on(planner.next(async |w| Ok::<_, Infallible>((count(times, &w), ()))));
+        match next {
+            Ok(Some(leaf)) => {
+                assert_eq!(leaf.total, count(times, &leaf.window), "the leaf carries its probe's count");
+                leaves.push(leaf.window);
+            }
+            Ok(None) => return Ok(leaves),
+            Err(PlanError::TooDense { total, source }) => {
+                assert!(total > REACH, "only a window above the reach is refused");
+                return Err(source);
+            }
+            Err(PlanError::Probe(never)) => match never {},
         }
     }
-    Ok(leaves)
 }
 
 fn instant(secs: i64) -> DateTime<Utc> {

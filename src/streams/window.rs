@@ -147,6 +147,59 @@ impl Window {
     }
 }
 
+/// A window small enough to page, found by [`LeafPlanner`], with what its probe fetched.
+#[derive(Debug)]
+pub struct Leaf<P> {
+    pub window: Window,
+    /// The probe's count of the window's rows.
+    pub total: u64,
+    /// What the probe fetched besides the count (the runner's first page).
+    pub probe: P,
+    /// Splits made on the way to this window.
+    pub splits: u64,
+}
+
+/// Why [`LeafPlanner::next`] stopped.
+#[derive(Debug)]
+pub enum PlanError<E> {
+    /// The probe failed.
+    Probe(E),
+    /// A window holds more than the reach and cannot be divided further.
+    TooDense { total: u64, source: CannotSplit },
+}
+
+/// The windows of a range small enough to page, found oldest first by probing: `probe` counts a
+/// window's rows (production asks the API for its first page, the property tests ask an
+/// oracle); a window above `reach` is split and its parts are probed in turn, so no row is
+/// read from a window before it is known to fit.
+#[derive(Debug, Clone)]
+pub struct LeafPlanner {
+    /// Windows still to probe, the oldest last.
+    pending: Vec<Window>,
+    reach: u64,
+}
+
+impl LeafPlanner {
+    pub fn new(root: Window, reach: u64) -> Self {
+        LeafPlanner { pending: vec![root], reach }
+    }
+
+    /// The next leaf, oldest first; `None` when the range is covered.
+    pub async fn next<P, E>(&mut self, mut probe: impl AsyncFnMut(Window) -> Result<(u64, P), E>) -> Result<Option<Leaf<P>>, PlanError<E>> {
+        let mut splits = 0;
+        while let Some(window) = self.pending.pop() {
+            let (total, fetched) = probe(window).await.map_err(PlanError::Probe)?;
+            if total <= self.reach {
+                return Ok(Some(Leaf { window, total, probe: fetched, splits }));
+            }
+            let parts = window.split_for_total(total, self.reach).map_err(|source| PlanError::TooDense { total, source })?;
+            splits += 1;
+            self.pending.extend(parts.into_iter().rev());
+        }
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

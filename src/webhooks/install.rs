@@ -50,12 +50,12 @@ pub async fn install(client: &PostmarkClient, token: &Secret, url: &str, message
         Some(w) => {
             let wid = id(&w);
             let path = format!("/webhooks/{wid}");
-            client.request(Method::PUT, Auth::Server(token), &path, &[], Some(&body), parse_json).await?;
+            client.request(Method::PUT, Auth::Server(token), &path, &[], Some(&body), &[], parse_json).await?;
             Ok(Installed::Updated(wid))
         }
         None => {
             body["MessageStream"] = json!(message_stream);
-            let created = client.request(Method::POST, Auth::Server(token), "/webhooks", &[], Some(&body), parse_json).await?;
+            let created = client.request(Method::POST, Auth::Server(token), "/webhooks", &[], Some(&body), &[], parse_json).await?;
             Ok(Installed::Created(id(&created)))
         }
     }

@@ -52,6 +52,8 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
         ["messages", "outbound", id, "details"] => message_details(&data, id, cutoff),
         ["messages", "inbound"] => inbound(&data, query, cutoff),
         ["bounces"] => bounces(&data, query, cutoff),
+        ["bounces", id, "dump"] => bounce_dump(&data, id, cutoff),
+        ["triggers", "inboundrules"] => inbound_rules(&server, query),
         ["deliverystats"] => delivery_stats(&data, cutoff),
         ["templates"] => templates(&server, query),
         ["webhooks"] => {
@@ -429,7 +431,7 @@ fn bounces(data: &Data, query: &[(String, String)], cutoff: DateTime<Utc>) -> Re
                 "MessageID": b.message_id, "ServerID": 118822, "MessageStream": b.stream,
                 "Description": "The server was unable to deliver your message.", "Details": "smtp;550 5.1.1 user unknown",
                 "Email": b.email, "From": "orders@shop.example", "BouncedAt": postmark_timestamp(b.bounced_at),
-                "DumpAvailable": true, "Inactive": b.inactive, "CanActivate": b.kind != "SpamComplaint", "Subject": "Your receipt"
+                "DumpAvailable": dump_available(b), "Inactive": b.inactive, "CanActivate": b.kind != "SpamComplaint", "Subject": "Your receipt"
             });
             if let Some(t) = &b.tag {
                 v["Tag"] = json!(t);
@@ -438,6 +440,36 @@ fn bounces(data: &Data, query: &[(String, String)], cutoff: DateTime<Utc>) -> Re
         })
         .collect();
     json_response(json!({"TotalCount": matching.len(), "Bounces": items}).to_string())
+}
+
+/// Postmark keeps a bounce's raw source for 30 days (the reference's retention table).
+fn dump_available(b: &crate::Bounce) -> bool {
+    b.bounced_at >= Utc::now() - ChronoDuration::days(30)
+}
+
+fn bounce_dump(data: &Data, id: &str, cutoff: DateTime<Utc>) -> Response {
+    let found = id.parse::<i64>().ok().and_then(|id| data.bounces.iter().find(|b| b.id == id && b.bounced_at >= cutoff));
+    match found {
+        Some(b) if dump_available(b) => json_response(
+            json!({"Body": format!("Received: from mx1.example.net\r\nTo: {}\r\nSubject: Undelivered Mail (bounce {})\r\n\r\n550 5.1.1 user unknown", b.email, b.id)}).to_string(),
+        ),
+        _ => api_error(StatusCode::UNPROCESSABLE_ENTITY, 1001, "The bounce was not found or its dump is no longer available."),
+    }
+}
+
+/// Three inbound rule triggers per server, paged like the real list (ErrorCode 800).
+fn inbound_rules(server: &Server, query: &[(String, String)]) -> Response {
+    let (count, offset) = match paging(query, 800) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let all: Vec<Value> = ["spammer@example.net", "bulk.example.org", "noreply@lists.example.com"]
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| json!({"ID": server.id * 10 + i as i64, "Rule": rule}))
+        .collect();
+    let page: Vec<Value> = all.iter().skip(offset as usize).take(count as usize).cloned().collect();
+    json_response(json!({"TotalCount": all.len(), "InboundRules": page}).to_string())
 }
 
 fn delivery_stats(data: &Data, cutoff: DateTime<Utc>) -> Response {

@@ -1,17 +1,22 @@
 //! The Postmark HTTP client: auth headers, timeouts, retries with backoff, a concurrency limit.
 //!
-//! Whether a failed request is retried is decided in one table, [`action_for`].
+//! What a failed request means is decided in one table, [`errors::action_for`], keyed by HTTP
+//! status and Postmark's ErrorCode; the concurrency limit is in [`limit`].
+
+mod errors;
+mod limit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
-use serde::Deserialize;
-use tokio::sync::Notify;
 use url::Url;
+
+pub use errors::{Action, BodyError, ClientError, ErrorRule, action_for};
+pub use limit::{AdaptiveLimit, Slot};
+use errors::{ApiErrorBody, api_detail};
 
 use crate::config::Config;
 use crate::secret::Secret;
@@ -42,181 +47,6 @@ impl TokenKind {
             TokenKind::Server => "X-Postmark-Server-Token",
             TokenKind::Account => "X-Postmark-Account-Token",
         }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("{request} was refused (HTTP {status}{}): {hint}", api_detail(error_code, message))]
-    Unauthorized {
-        request: String,
-        status: u16,
-        error_code: Option<i64>,
-        message: Option<String>,
-        hint: &'static str,
-    },
-    #[error("{request} failed with HTTP {status}{}", api_detail(error_code, message))]
-    Api {
-        request: String,
-        status: u16,
-        error_code: Option<i64>,
-        message: Option<String>,
-    },
-    #[error("{request} still failing after {attempts} attempts; last error: {last}")]
-    Exhausted {
-        request: String,
-        attempts: u32,
-        last: String,
-        /// HTTP status of the last attempt, if there was a response.
-        status: Option<u16>,
-    },
-    #[error("{request} returned records that do not fit the schema: {message}")]
-    Data { request: String, message: String },
-    #[error("this stream needs `account_token` in the config (Postmark's account API token)")]
-    NoAccountToken,
-    #[error("cannot build the HTTP client: {0}")]
-    Build(String),
-}
-
-fn api_detail(code: &Option<i64>, message: &Option<String>) -> String {
-    match (code, message) {
-        (Some(c), Some(m)) => format!(", Postmark ErrorCode {c}: {m}"),
-        (Some(c), None) => format!(", Postmark ErrorCode {c}"),
-        (None, Some(m)) => format!(": {m}"),
-        (None, None) => String::new(),
-    }
-}
-
-impl ClientError {
-    pub fn is_auth(&self) -> bool {
-        matches!(self, ClientError::Unauthorized { .. } | ClientError::NoAccountToken)
-    }
-
-    /// Postmark's ErrorCode, when the API sent one.
-    pub fn error_code(&self) -> Option<i64> {
-        match self {
-            ClientError::Unauthorized { error_code, .. } | ClientError::Api { error_code, .. } => *error_code,
-            _ => None,
-        }
-    }
-}
-
-/// Why a 200 response could not be used.
-#[derive(Debug)]
-pub enum BodyError {
-    /// Not the expected JSON (usually cut off in transit): retried.
-    Malformed(String),
-    /// Valid JSON whose values do not fit the schema: retrying cannot help.
-    Data(String),
-}
-
-/// What to do with a response status: the one retry table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Success,
-    /// Transient server trouble: back off exponentially and try again.
-    Retry,
-    /// 429: slow down; honour Retry-After when given.
-    RateLimited,
-    /// Bad token: fail at once, with a hint.
-    Unauthorized,
-    /// Anything else (422 validation, 404...): fail at once with the API's message.
-    Fail,
-}
-
-pub fn action_for(status: StatusCode) -> Action {
-    match status.as_u16() {
-        200..=299 => Action::Success,
-        429 => Action::RateLimited,
-        408 | 500 | 502 | 503 | 504 => Action::Retry,
-        401 | 403 => Action::Unauthorized,
-        _ => Action::Fail,
-    }
-}
-
-#[derive(Deserialize)]
-struct ApiErrorBody {
-    #[serde(rename = "ErrorCode")]
-    error_code: Option<i64>,
-    #[serde(rename = "Message")]
-    message: Option<String>,
-}
-
-/// How many requests may be in flight: additive increase, multiplicative decrease. A 429 halves
-/// the limit; every `limit` successes in a row add one, up to `max_concurrency`. A rate limit
-/// therefore slows the run down instead of failing it.
-#[derive(Debug)]
-pub struct AdaptiveLimit {
-    max: usize,
-    state: std::sync::Mutex<LimitState>,
-    freed: Notify,
-}
-
-#[derive(Debug)]
-struct LimitState {
-    limit: usize,
-    in_flight: usize,
-    successes: usize,
-}
-
-/// A slot of the limit, released on drop.
-pub struct Slot<'a>(&'a AdaptiveLimit);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut s) = self.0.state.lock() {
-            s.in_flight = s.in_flight.saturating_sub(1);
-        }
-        self.0.freed.notify_waiters();
-    }
-}
-
-impl AdaptiveLimit {
-    pub fn new(max: usize) -> Self {
-        AdaptiveLimit {
-            max: max.max(1),
-            state: std::sync::Mutex::new(LimitState {
-                limit: max.max(1),
-                in_flight: 0,
-                successes: 0,
-            }),
-            freed: Notify::new(),
-        }
-    }
-
-    pub async fn acquire(&self) -> Slot<'_> {
-        loop {
-            let notified = self.freed.notified();
-            {
-                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if s.in_flight < s.limit {
-                    s.in_flight += 1;
-                    return Slot(self);
-                }
-            }
-            notified.await;
-        }
-    }
-
-    pub fn on_success(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.successes += 1;
-        if s.successes >= s.limit && s.limit < self.max {
-            s.limit += 1;
-            s.successes = 0;
-            drop(s);
-            self.freed.notify_waiters();
-        }
-    }
-
-    pub fn on_rate_limited(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.limit = (s.limit / 2).max(1);
-        s.successes = 0;
-    }
-
-    pub fn current(&self) -> usize {
-        self.state.lock().map(|s| s.limit).unwrap_or(1)
     }
 }
 
@@ -256,7 +86,7 @@ impl PostmarkClient {
             .connect_timeout(Duration::from_secs(10).min(config.request_timeout))
             .timeout(config.request_timeout)
             .build()
-            .map_err(|e| ClientError::Build(e.to_string()))?;
+            .map_err(ClientError::Build)?;
         Ok(PostmarkClient {
             http,
             base_url: config.base_url.clone(),
@@ -288,7 +118,20 @@ impl PostmarkClient {
         query: &[(&str, String)],
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Result<T, ClientError> {
-        self.request(reqwest::Method::GET, auth, path, query, None, parse).await
+        self.request(reqwest::Method::GET, auth, path, query, None, &[], parse).await
+    }
+
+    /// GET with the endpoint's own error rules in front of the defaults; an answer they mark
+    /// `Skip` comes back as [`ClientError::Skipped`].
+    pub async fn get_with<T>(
+        &self,
+        auth: Auth<'_>,
+        path: &str,
+        query: &[(&str, String)],
+        rules: &[ErrorRule],
+        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
+    ) -> Result<T, ClientError> {
+        self.request(reqwest::Method::GET, auth, path, query, None, rules, parse).await
     }
 
     /// Any request; `body` is sent as JSON. Writes (POST/PUT) are retried like reads: the only
@@ -300,6 +143,7 @@ impl PostmarkClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
+        rules: &[ErrorRule],
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Result<T, ClientError> {
         let url = self.url(path, query);
@@ -322,7 +166,7 @@ impl PostmarkClient {
                 // The permit is held only while the request is in flight, not while backing off.
                 let _slot = self.limiter.acquire().await;
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                self.attempt(&method, &url, body, &request, token, secret).await
+                self.attempt(&method, &url, body, &request, token, secret, rules).await
             };
             match &outcome {
                 Ok(_) => self.limiter.on_success(),
@@ -374,7 +218,8 @@ impl PostmarkClient {
         }
     }
 
-    async fn attempt(&self, method: &reqwest::Method, url: &Url, body: Option<&serde_json::Value>, request: &str, token: TokenKind, secret: &Secret) -> Result<Vec<u8>, Attempt> {
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(&self, method: &reqwest::Method, url: &Url, body: Option<&serde_json::Value>, request: &str, token: TokenKind, secret: &Secret, rules: &[ErrorRule]) -> Result<Vec<u8>, Attempt> {
         let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
             Attempt::Fatal(ClientError::Unauthorized {
                 request: request.to_string(),
@@ -401,17 +246,22 @@ impl PostmarkClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let action = action_for(status);
         // A body cut off mid-way is a transport failure, retried like a reset connection.
         let body = response.bytes().await.map_err(|e| transport_failure(&e))?;
-        if action == Action::Success {
+        if status.is_success() {
             return Ok(body.to_vec());
         }
         let api: Option<ApiErrorBody> = serde_json::from_slice(&body).ok();
         let (error_code, message) = api.map_or((None, None), |b| (b.error_code, b.message));
         let code = status.as_u16();
-        Err(match action {
-            Action::Success => unreachable!("handled above"),
+        Err(match action_for(status, error_code, rules) {
+            Action::Success => return Ok(body.to_vec()),
+            Action::Skip => Attempt::Fatal(ClientError::Skipped {
+                request: request.to_string(),
+                status: code,
+                error_code,
+                message,
+            }),
             Action::Retry | Action::RateLimited => Attempt::Retry {
                 reason: format!("HTTP {code}{}", api_detail(&error_code, &message)),
                 status: Some(code),
@@ -476,45 +326,7 @@ fn parse_retry_after(raw: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    /// The retry table: rate limits and server faults retry; auth and validation fail at once.
-    #[test]
-    fn retry_table() {
-        let s = |c| StatusCode::from_u16(c).unwrap();
-        assert_eq!(action_for(s(200)), Action::Success);
-        assert_eq!(action_for(s(429)), Action::RateLimited);
-        for c in [408, 500, 502, 503, 504] {
-            assert_eq!(action_for(s(c)), Action::Retry, "{c}");
-        }
-        assert_eq!(action_for(s(401)), Action::Unauthorized);
-        for c in [400, 404, 422] {
-            assert_eq!(action_for(s(c)), Action::Fail, "{c}");
-        }
-    }
-
     /// Both Retry-After forms are understood.
-    #[tokio::test]
-    async fn adaptive_limit_halves_and_grows() {
-        let l = AdaptiveLimit::new(8);
-        assert_eq!(l.current(), 8);
-        l.on_rate_limited();
-        l.on_rate_limited();
-        assert_eq!(l.current(), 2);
-        for _ in 0..2 {
-            l.on_success();
-        }
-        assert_eq!(l.current(), 3);
-        let a = l.acquire().await;
-        let b = l.acquire().await;
-        let c = l.acquire().await;
-        // A fourth waits until a slot is freed.
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), l.acquire()).await;
-        assert!(waiting.is_err());
-        drop(a);
-        let d = tokio::time::timeout(std::time::Duration::from_millis(50), l.acquire()).await;
-        assert!(d.is_ok());
-        drop((b, c));
-    }
-
     #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));

@@ -1,0 +1,45 @@
+//! `Kind::DateWindows`: `count`/`offset` pages inside US-Eastern `fromdate`/`todate` windows
+//! (messages, bounces, inbound). Windows come oldest first; each is committed, moving the
+//! bookmark to its end, once all its rows are in, while the next pages download.
+
+use chrono::{DateTime, Utc};
+
+use crate::streams::context::Ctx;
+use crate::streams::error::SyncError;
+use crate::streams::read::FirstRequest;
+use crate::streams::read::paging::{WindowPart, read_windows};
+use crate::streams::runner::{Extractor, window_query};
+use crate::streams::summary::PartitionReport;
+use crate::streams::window::Window;
+
+pub fn first_request(ctx: &Ctx<'_>, page_size: u64, from: DateTime<Utc>, to: DateTime<Utc>) -> FirstRequest {
+    FirstRequest {
+        path: ctx.path(None),
+        query: ctx.query(window_query(Window::covering(from, to), 0, page_size)),
+        then: "pages of 500 while offset < TotalCount; windows above 10,000 rows are split first",
+    }
+}
+
+pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
+    let mut report = ex.report(ctx);
+    let start = ex.start(ctx);
+    let end = ex.end();
+    if start >= end {
+        return Ok(report);
+    }
+    tracing::info!(stream = ctx.def.name, partition = %ctx.state_key, from = %start, to = %end, "Syncing.");
+    read_windows(ex, ctx, start, end, async |part| match part {
+        WindowPart::Rows(batch) => ex.commits.write(ctx.def, vec![batch]).await,
+        WindowPart::Complete { window, rows, splits } => {
+            let bookmark = window.to.min(end);
+            ex.commits.commit(ctx, Some(bookmark)).await?;
+            report.records += rows;
+            report.windows += 1;
+            report.splits += splits;
+            report.bookmark_after = Some(bookmark);
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(report)
+}

@@ -1,0 +1,77 @@
+//! One reader per [`Kind`]: each module exposes a pure `first_request` (what `--dry-run` shows
+//! and the read sends first) and the async `read` of one stream partition. This file only
+//! dispatches on the kind, and holds the start policy all kinds share.
+
+pub mod daily_stats;
+pub mod date_windows;
+pub mod event_feed;
+pub mod full_table;
+pub mod paging;
+pub mod per_record;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::America::New_York;
+
+use crate::config::Config;
+use crate::streams::context::Ctx;
+use crate::streams::error::SyncError;
+use crate::streams::runner::Extractor;
+use crate::streams::summary::PartitionReport;
+use crate::streams::{Kind, StreamDef};
+
+/// The first request of a partition's read, and what follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstRequest {
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
+    pub then: &'static str,
+}
+
+/// Reads one partition of an incremental stream (full tables go through [`full_table::read`]).
+pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
+    match ctx.def.kind {
+        Kind::DateWindows => date_windows::read(ex, ctx).await,
+        Kind::EventFeed { per_message_path, per_message } => event_feed::read(ex, ctx, per_message_path, per_message).await,
+        Kind::DailyStats(shape) => daily_stats::read(ex, ctx, shape).await,
+        Kind::PerRecord(per_record) => per_record::read(ex, ctx, per_record).await,
+        Kind::FullTable { paged } => {
+            full_table::read(ex, ctx.def, ctx.decoder, ctx.server, std::slice::from_ref(ctx.partition), paged).await
+        }
+    }
+}
+
+/// The first request a read of `[from, to]` sends.
+pub fn first_request(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>) -> FirstRequest {
+    let page_size = ex.page_size();
+    match ctx.def.kind {
+        Kind::DateWindows => date_windows::first_request(ctx, page_size, from, to),
+        Kind::EventFeed { .. } => event_feed::first_request(ctx, page_size),
+        Kind::DailyStats(shape) => daily_stats::first_request(ctx, shape, from, to),
+        Kind::PerRecord(per_record) => per_record::first_request(ctx, per_record, page_size, from, to),
+        Kind::FullTable { paged } => full_table::first_request(ctx, paged),
+    }
+}
+
+/// Where a stream's read starts: `start_date` on a first run; then the bookmark minus the
+/// overlap (messages, bounces, inbound) or minus `lookback_days` (events, per-record reads,
+/// stats days), never before `start_date`.
+pub fn start(config: &Config, def: &StreamDef, bookmark: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    let lookback = Duration::days(i64::from(config.lookback_days));
+    let Some(b) = bookmark else { return config.start };
+    let from = match def.kind {
+        Kind::DateWindows => b - config.overlap,
+        Kind::EventFeed { .. } | Kind::PerRecord(_) | Kind::FullTable { .. } => b - lookback,
+        Kind::DailyStats(_) => eastern_midnight(eastern_date(b) - lookback).unwrap_or(b - lookback),
+    };
+    from.max(config.start)
+}
+
+/// The US-Eastern calendar day of an instant.
+pub fn eastern_date(t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&New_York).date_naive()
+}
+
+/// The first instant of a US-Eastern day.
+pub fn eastern_midnight(day: NaiveDate) -> Option<DateTime<Utc>> {
+    New_York.from_local_datetime(&day.and_hms_opt(0, 0, 0)?).earliest().map(|t| t.with_timezone(&Utc))
+}

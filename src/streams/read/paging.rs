@@ -1,0 +1,200 @@
+//! Reading every row of a date range, window by window, for every kind that pages date windows.
+//!
+//! Postmark lists newest first and refuses `count + offset > 10,000`. A date window is read only
+//! when its `TotalCount` fits under that reach; otherwise it is split ([`LeafPlanner`]) before
+//! any of its rows are used. A window is reported complete only when every row its `TotalCount`
+//! promised has arrived, so a shifted page can never leave a silent gap.
+
+use std::collections::HashSet;
+
+use arrow::array::{RecordBatch, TimestampMicrosecondArray};
+use arrow::row::OwnedRow;
+use chrono::{DateTime, Utc};
+use futures::future::{self, BoxFuture, FutureExt};
+use futures::{StreamExt, stream};
+
+use crate::schema::SchemaError;
+use crate::sinks::KeyEncoder;
+use crate::streams::MAX_REACH;
+use crate::streams::context::Ctx;
+use crate::streams::error::{SyncError, WINDOW_ATTEMPTS};
+use crate::streams::extract::Page;
+use crate::streams::runner::Extractor;
+use crate::streams::window::{Leaf, LeafPlanner, PlanError, Window};
+
+/// What [`read_windows`] hands its caller, in order.
+pub enum WindowPart {
+    /// Rows of the window being read, as its pages arrive (not yet known to be complete).
+    Rows(RecordBatch),
+    /// Every row the window's TotalCount promised has arrived (in the `Rows` before this).
+    Complete { window: Window, rows: u64, splits: u64 },
+}
+
+/// One page of a leaf window, and where it sits in it.
+struct LeafPage {
+    window: Window,
+    /// The window's TotalCount, from its first page.
+    total: u64,
+    /// Splits made on the way to the window.
+    splits: u64,
+    index: usize,
+    pages: usize,
+    page: Page,
+}
+
+/// Reads every row of `[from, to]`, window by window, oldest first. Pages go to `on` as they
+/// arrive, in order, with up to `max_concurrency` requests ahead (across window boundaries), so
+/// memory holds a few pages, whatever the size of a window. Each window is reported complete
+/// once every row its TotalCount promised has arrived. When its pages disagree with the
+/// TotalCount (data changed while paging), the read-ahead is dropped and reading starts again at
+/// that window, at most `WINDOW_ATTEMPTS` times.
+pub async fn read_windows(
+    ex: &Extractor<'_>,
+    ctx: &Ctx<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    mut on: impl AsyncFnMut(WindowPart) -> Result<(), SyncError>,
+) -> Result<(), SyncError> {
+    let key_problem = |problem| SchemaError::Property {
+        stream: ctx.def.name.to_string(),
+        path: ctx.def.primary_key.join(","),
+        problem,
+    };
+    let keys = KeyEncoder::for_key(&ctx.decoder.output_schema(), ctx.def.primary_key).map_err(key_problem)?;
+    // Failed reads of the window starting at this instant.
+    let mut failures: (Option<DateTime<Utc>>, u32) = (None, 0);
+    let mut next = Some(Window::covering(from, to));
+    while let Some(root) = next.take() {
+        let mut pages = std::pin::pin!(leaf_pages(ex, ctx, root));
+        let mut seen: HashSet<OwnedRow> = HashSet::new();
+        let mut stable = true;
+        while let Some(leaf) = pages.next().await {
+            let LeafPage { window, total, splits, index, pages: count, page } = leaf?;
+            if index == 0 {
+                seen.clear();
+                stable = true;
+            }
+            stable &= page.total.is_none_or(|t| t == total);
+            seen.extend(keys.rows(&page.batch).map_err(key_problem)?.iter().map(|r| r.owned()));
+            on(WindowPart::Rows(page.batch)).await?;
+            if index + 1 < count {
+                continue;
+            }
+            let distinct = seen.len() as u64;
+            if stable && distinct >= total {
+                on(WindowPart::Complete { window, rows: distinct, splits }).await?;
+                continue;
+            }
+            let attempt = if failures.0 == Some(window.from) { failures.1 + 1 } else { 1 };
+            failures = (Some(window.from), attempt);
+            tracing::warn!(
+                stream = ctx.def.name,
+                at = %ctx.at(Some(window)),
+                total,
+                seen = distinct,
+                attempt,
+                "Pages disagree with TotalCount (data changed while paging); reading the window again."
+            );
+            if attempt >= WINDOW_ATTEMPTS {
+                return Err(SyncError::Unstable {
+                    stream: ctx.def.name,
+                    at: ctx.at(Some(window)),
+                    total,
+                    seen: distinct,
+                });
+            }
+            // Probed again from its start: it may have grown past the limit and need a split.
+            next = Some(Window::covering(window.from, root.to));
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The pages of every leaf window of `root`, oldest first, fetched up to `max_concurrency` at a
+/// time; the next window is probed while the last pages of the one before download.
+fn leaf_pages<'s>(ex: &'s Extractor<'s>, ctx: &'s Ctx<'s>, root: Window) -> impl futures::Stream<Item = Result<LeafPage, SyncError>> + 's {
+    let page_size = ex.page_size();
+    leaf_windows(ex, ctx, root)
+        .flat_map(move |leaf| {
+            let pages: Vec<BoxFuture<'s, Result<LeafPage, SyncError>>> = match leaf {
+                Err(e) => vec![future::ready(Err(e)).boxed()],
+                Ok(Leaf { window, total, probe: first, splits }) => {
+                    let offsets: Vec<u64> = (page_size..total).step_by(page_size as usize).collect();
+                    let count = offsets.len() + 1;
+                    let at = move |index: usize, page: Page| LeafPage { window, total, splits, index, pages: count, page };
+                    std::iter::once(future::ready(Ok(at(0, first))).boxed())
+                        .chain(offsets.into_iter().enumerate().map(move |(i, offset)| {
+                            async move {
+                                let page = ex.fetch_window_page(ctx, window, offset, page_size.min(MAX_REACH - offset)).await?;
+                                Ok(at(i + 1, page))
+                            }
+                            .boxed()
+                        }))
+                        .collect()
+                }
+            };
+            stream::iter(pages)
+        })
+        .buffered(ex.config.max_concurrency)
+}
+
+/// The windows of `root` small enough to page, oldest first, each with its first page (the
+/// probe that measured it), from the [`LeafPlanner`] with the HTTP probe.
+fn leaf_windows<'s>(ex: &'s Extractor<'s>, ctx: &'s Ctx<'s>, root: Window) -> impl futures::Stream<Item = Result<Leaf<Page>, SyncError>> + 's {
+    let page_size = ex.page_size();
+    stream::unfold(Some(LeafPlanner::new(root, MAX_REACH)), move |planner| async move {
+        let mut planner = planner?;
+        let probe = async |window: Window| {
+            let first = ex.fetch_window_page(ctx, window, 0, page_size).await?;
+            Ok::<_, SyncError>((first.total.unwrap_or(first.batch.num_rows() as u64), first))
+        };
+        match planner.next(probe).await {
+            Ok(Some(leaf)) => {
+                if leaf.splits > 0 {
+                    tracing::debug!(stream = ctx.def.name, splits = leaf.splits, "Window above the offset limit; split.");
+                }
+                Some((Ok(leaf), Some(planner)))
+            }
+            Ok(None) => None,
+            Err(PlanError::Probe(e)) => Some((Err(e), None)),
+            Err(PlanError::TooDense { total, source }) => Some((
+                Err(SyncError::TooDense {
+                    stream: ctx.def.name,
+                    at: ctx.at(None),
+                    total,
+                    source,
+                }),
+                None,
+            )),
+        }
+    })
+}
+
+/// Reads `[from, to]` in split date windows and stages the rows. Returns (rows, windows, splits).
+pub async fn windows_into(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, pending: &mut u64) -> Result<(u64, u64, u64), SyncError> {
+    let (mut rows, mut windows, mut splits) = (0, 0, 0);
+    read_windows(ex, ctx, from, to, async |part| match part {
+        WindowPart::Rows(batch) => ex.commits.stage(ctx, batch, pending).await,
+        WindowPart::Complete { rows: r, splits: s, .. } => {
+            rows += r;
+            windows += 1;
+            splits += s;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok((rows, windows, splits))
+}
+
+/// The earliest and latest instants of a timestamp column.
+pub fn time_range(batch: &RecordBatch, column: &str) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let Some(col) = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+    else {
+        return (None, None);
+    };
+    let to_time = |v: Option<i64>| v.and_then(DateTime::from_timestamp_micros);
+    (to_time(arrow::compute::min(col)), to_time(arrow::compute::max(col)))
+}
