@@ -57,6 +57,23 @@ pub struct ClientStats {
     pub retries: AtomicU64,
 }
 
+/// One API call: what [`PostmarkClient::request`] sends, besides the credential.
+pub struct Call<'a> {
+    pub method: reqwest::Method,
+    pub path: &'a str,
+    pub query: &'a [(&'a str, String)],
+    /// Sent as JSON.
+    pub body: Option<&'a serde_json::Value>,
+    /// The endpoint's own error rules, looked up before the defaults.
+    pub rules: &'a [ErrorRule],
+}
+
+impl<'a> Call<'a> {
+    pub fn get(path: &'a str, query: &'a [(&'a str, String)], rules: &'a [ErrorRule]) -> Self {
+        Call { method: reqwest::Method::GET, path, query, body: None, rules }
+    }
+}
+
 pub struct PostmarkClient {
     http: reqwest::Client,
     base_url: Url,
@@ -118,7 +135,7 @@ impl PostmarkClient {
         query: &[(&str, String)],
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Result<T, ClientError> {
-        self.request(reqwest::Method::GET, auth, path, query, None, &[], parse).await
+        self.request(auth, Call::get(path, query, &[]), parse).await
     }
 
     /// GET with the endpoint's own error rules in front of the defaults; an answer they mark
@@ -131,21 +148,13 @@ impl PostmarkClient {
         rules: &[ErrorRule],
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Result<T, ClientError> {
-        self.request(reqwest::Method::GET, auth, path, query, None, rules, parse).await
+        self.request(auth, Call::get(path, query, rules), parse).await
     }
 
-    /// Any request; `body` is sent as JSON. Writes (POST/PUT) are retried like reads: the only
-    /// writes here are idempotent webhook registrations.
-    pub async fn request<T>(
-        &self,
-        method: reqwest::Method,
-        auth: Auth<'_>,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
-        rules: &[ErrorRule],
-        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
-    ) -> Result<T, ClientError> {
+    /// Any call. Writes (POST/PUT) are retried like reads: the only writes here are idempotent
+    /// webhook registrations.
+    pub async fn request<T>(&self, auth: Auth<'_>, call: Call<'_>, parse: impl Fn(&[u8]) -> Result<T, BodyError>) -> Result<T, ClientError> {
+        let Call { method, path, query, body, rules } = call;
         let url = self.url(path, query);
         let request = format!("{method} {}{}", url.path(), url.query().map(|q| format!("?{q}")).unwrap_or_default());
         let (token, secret) = match auth {
@@ -166,7 +175,7 @@ impl PostmarkClient {
                 // The permit is held only while the request is in flight, not while backing off.
                 let _slot = self.limiter.acquire().await;
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                self.attempt(&method, &url, body, &request, token, secret, rules).await
+                self.attempt(&method, &url, body, rules, &request, (token, secret)).await
             };
             match &outcome {
                 Ok(_) => self.limiter.on_success(),
@@ -218,8 +227,15 @@ impl PostmarkClient {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt(&self, method: &reqwest::Method, url: &Url, body: Option<&serde_json::Value>, request: &str, token: TokenKind, secret: &Secret, rules: &[ErrorRule]) -> Result<Vec<u8>, Attempt> {
+    async fn attempt(
+        &self,
+        method: &reqwest::Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        rules: &[ErrorRule],
+        request: &str,
+        (token, secret): (TokenKind, &Secret),
+    ) -> Result<Vec<u8>, Attempt> {
         let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
             Attempt::Fatal(ClientError::Unauthorized {
                 request: request.to_string(),

@@ -190,7 +190,7 @@ impl<'a> Discovery<'a> {
         };
         // Locked while listing, so that streams starting together ask once.
         let mut message_streams = self.message_streams.lock().await;
-        if !message_streams.contains_key(&server.id) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = message_streams.entry(server.id) {
             let list = self
                 .client
                 .get(
@@ -201,7 +201,7 @@ impl<'a> Discovery<'a> {
                 )
                 .await
                 .map_err(|source| SyncError::Listing { what: "message streams (GET /message-streams)", source })?;
-            message_streams.insert(server.id, list.message_streams);
+            entry.insert(list.message_streams);
         }
         let all = message_streams.get(&server.id).map(Vec::as_slice).unwrap_or_default();
         if let Some(wanted) = &self.config.message_streams {

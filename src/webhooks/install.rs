@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::client::{Auth, BodyError, ClientError, PostmarkClient};
+use crate::client::{Auth, BodyError, Call, ClientError, PostmarkClient};
 use crate::secret::Secret;
 
 fn parse_json(body: &[u8]) -> Result<Value, BodyError> {
@@ -50,12 +50,12 @@ pub async fn install(client: &PostmarkClient, token: &Secret, url: &str, message
         Some(w) => {
             let wid = id(&w);
             let path = format!("/webhooks/{wid}");
-            client.request(Method::PUT, Auth::Server(token), &path, &[], Some(&body), &[], parse_json).await?;
+            client.request(Auth::Server(token), Call { method: Method::PUT, path: &path, query: &[], body: Some(&body), rules: &[] }, parse_json).await?;
             Ok(Installed::Updated(wid))
         }
         None => {
             body["MessageStream"] = json!(message_stream);
-            let created = client.request(Method::POST, Auth::Server(token), "/webhooks", &[], Some(&body), &[], parse_json).await?;
+            let created = client.request(Auth::Server(token), Call { method: Method::POST, path: "/webhooks", query: &[], body: Some(&body), rules: &[] }, parse_json).await?;
             Ok(Installed::Created(id(&created)))
         }
     }

@@ -28,6 +28,15 @@ use crate::sinks::key_filter::KeyFilter;
 use crate::sinks::{CursorSpan, KeyEncoder, Sink, SinkError, SinkOptions, StreamInfo, cursor_span};
 use crate::state::State;
 
+mod merge;
+mod query;
+#[cfg(test)]
+mod tests;
+
+use merge::*;
+pub use query::query;
+use query::*;
+
 pub const STATE_TABLE: &str = "_postmark_elt_state";
 /// DuckDB's row group: a transaction that appends whole row groups to a table writes them
 /// straight to the database file, compressed, instead of to the WAL (to be compressed again at
@@ -74,36 +83,6 @@ enum Loaded {
     Keys(KeyFilter),
     /// The latest cursor loaded, for a fixed cursor: a row after it has no older copy.
     Until(Option<i64>),
-}
-
-/// Where older copies of a commit's keys can be in the target table.
-enum OlderCopies {
-    /// None can be there: the delete is skipped.
-    Nowhere,
-    /// Only in rows whose cursor lies in this range (microseconds, UTC): a fixed cursor.
-    Between(i64, i64),
-    Anywhere,
-}
-
-impl OlderCopies {
-    /// The cursor range of `batches`, or `Anywhere` if a cursor is missing.
-    fn within_cursors(batches: &[RecordBatch], cursor: &str) -> OlderCopies {
-        match cursor_span(cursor, batches.iter().map(|b| (b, None))) {
-            CursorSpan::NoRows => OlderCopies::Nowhere,
-            CursorSpan::Within(lo, hi) => OlderCopies::Between(lo, hi),
-            CursorSpan::Unknown => OlderCopies::Anywhere,
-        }
-    }
-}
-
-/// A TIMESTAMP literal (UTC wall clock, as the tables store it) of `micros`.
-fn timestamp_literal(micros: i64) -> Option<String> {
-    DateTime::from_timestamp_micros(micros).map(|t| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")))
-}
-
-/// The temporary table a commit's keys go to before the delete.
-fn keys_table(stream: &str) -> String {
-    format!("_keys_{stream}")
 }
 
 impl DuckdbSink {
@@ -196,112 +175,8 @@ impl DuckdbSink {
             .map_err(|e| self.fail("reading table columns", e))
     }
 
-    /// Replaces the target rows that share a key with `batches`, looking for them where `older`
-    /// says, inside the open transaction.
-    fn merge(&self, info: &StreamInfo, batches: &[RecordBatch], older: OlderCopies) -> Result<usize, SinkError> {
-        let context = format!("merging rows into table {}", info.name);
-        let table = quote_ident(&info.name);
-        let keys = quote_ident(&keys_table(&info.name));
-        let on = info
-            .primary_key
-            .iter()
-            .map(|k| format!("t.{k} = s.{k}", k = quote_ident(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let key_columns: Vec<usize> = info
-            .primary_key
-            .iter()
-            .map(|k| info.arrow.index_of(k).map_err(|e| self.fail(&context, e)))
-            .collect::<Result<_, _>>()?;
-        let columns: Vec<&str> = info.arrow.fields().iter().map(|f| f.name().as_str()).collect();
-        // A constant range on the cursor lets DuckDB skip the row groups outside it (zone maps),
-        // so the delete reads the recent part of the table rather than every key in it.
-        let within = match older {
-            OlderCopies::Nowhere => None,
-            OlderCopies::Anywhere => Some(String::new()),
-            OlderCopies::Between(lo, hi) => match (&info.cursor_field, timestamp_literal(lo), timestamp_literal(hi)) {
-                (Some(cursor), Some(lo), Some(hi)) => Some(format!(" AND t.{} BETWEEN {lo} AND {hi}", quote_ident(cursor))),
-                _ => Some(String::new()),
-            },
-        };
-        let mut rows = 0;
-        if let Some(within) = within {
-            let mut appender = self
-                .conn
-                .appender_to_catalog_and_db(&keys_table(&info.name), "temp", "main")
-                .map_err(|e| self.fail(&context, e))?;
-            for batch in batches {
-                let keys = batch.project(&key_columns).map_err(|e| self.fail(&context, e))?;
-                appender.append_record_batch(keys).map_err(|e| self.fail(&context, e))?;
-            }
-            appender.flush().map_err(|e| self.fail(&context, e))?;
-            drop(appender);
-            self.exec(&context, &format!("DELETE FROM main.{table} AS t USING temp.{keys} AS s WHERE {on}{within}; DELETE FROM temp.{keys};"))?;
-        }
-        // Straight into the target, by column name: an older table may order its columns
-        // differently (columns added by newer schemas come last).
-        let mut appender = self
-            .conn
-            .appender_with_columns_to_db(&info.name, "main", &columns)
-            .map_err(|e| self.fail(&context, e))?;
-        for batch in batches {
-            rows += batch.num_rows();
-            appender.append_record_batch(batch.clone()).map_err(|e| self.fail(&context, e))?;
-        }
-        appender.flush().map_err(|e| self.fail(&context, e))?;
-        Ok(rows)
-    }
 }
 
-/// Runs one SQL statement on a synced database (read-only) and renders the result as a table,
-/// for a quick look without the DuckDB CLI.
-pub fn query(path: &Path, sql: &str) -> Result<String, SinkError> {
-    let dest = format!("DuckDB database {}", path.display());
-    let fail = |context: &str, e: &dyn std::fmt::Display| SinkError::Write {
-        dest: dest.clone(),
-        context: context.to_string(),
-        message: e.to_string(),
-    };
-    if !path.exists() {
-        return Err(fail("opening", &"no such file; run `postmark-elt sync` first"));
-    }
-    let config = duckdb::Config::default()
-        .access_mode(duckdb::AccessMode::ReadOnly)
-        .and_then(|c| c.enable_autoload_extension(false))
-        .map_err(|e| fail("configuring", &e))?;
-    let conn = Connection::open_with_flags(path, config).map_err(|e| {
-        if e.to_string().contains("lock") {
-            SinkError::Locked { dest: dest.clone() }
-        } else {
-            fail("opening", &e)
-        }
-    })?;
-    let mut stmt = conn.prepare(sql).map_err(|e| fail("preparing the query", &e))?;
-    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| fail("running the query", &e))?.collect();
-    arrow::util::pretty::pretty_format_batches(&batches)
-        .map(|t| t.to_string())
-        .map_err(|e| fail("formatting the result", &e))
-}
-
-/// Timestamp columns become zone-less (still UTC) to match the TIMESTAMP columns of the tables.
-fn utc_wall_clock(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let mut fields = Vec::with_capacity(batch.num_columns());
-    let mut columns = Vec::with_capacity(batch.num_columns());
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        match field.data_type() {
-            DataType::Timestamp(unit, Some(_)) => {
-                let naive = DataType::Timestamp(*unit, None);
-                columns.push(arrow::compute::cast(column, &naive)?);
-                fields.push(field.as_ref().clone().with_data_type(naive));
-            }
-            _ => {
-                columns.push(column.clone());
-                fields.push(field.as_ref().clone());
-            }
-        }
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-}
 
 impl Sink for DuckdbSink {
     fn load_state(&mut self) -> Result<Option<State>, SinkError> {
@@ -481,133 +356,5 @@ impl Sink for DuckdbSink {
         // memory and are dropped here), so it is committed.
         self.commit_transaction()?;
         self.exec("checkpointing", "CHECKPOINT")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Utc;
-
-    fn page(ids: &[&str]) -> String {
-        let msgs: Vec<String> = ids
-            .iter()
-            .map(|id| format!(r#"{{"MessageID":"{id}","ReceivedAt":"2026-03-08T01:59:59.1234567-05:00","Tag":"","To":[{{"Email":"a@b","Name":""}}],"Metadata":{{"k":"v"}},"TrackOpens":false}}"#))
-            .collect();
-        format!(r#"{{"TotalCount":{},"Messages":[{}]}}"#, ids.len(), msgs.join(","))
-    }
-
-    fn count(path: &Path, sql: &str) -> i64 {
-        let c = Connection::open(path).unwrap();
-        c.query_row(sql, [], |r| r.get(0)).unwrap()
-    }
-
-    /// Rows and state commit together; re-writing a key replaces the row; uncommitted rows vanish.
-    #[test]
-    fn merge_on_key_and_state_in_one_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.duckdb");
-        let (info, dec) = crate::sinks::messages_for_tests();
-        let mut state = State::default();
-        {
-            let mut sink = DuckdbSink::open(&path, SinkOptions::default()).unwrap();
-            assert_eq!(sink.load_state().unwrap(), None);
-            sink.begin_stream(&info).unwrap();
-            sink.write("messages_outbound", &dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
-            // "b" twice in one commit (a shared window boundary) and again in the next commit.
-            sink.write("messages_outbound", &dec.decode(page(&["b", "c"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
-            state.advance("messages_outbound", "outbound", "received_at", Utc::now());
-            sink.commit(None, &state).unwrap();
-            sink.write("messages_outbound", &dec.decode(page(&["c", "d"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
-            sink.commit(None, &state).unwrap();
-            sink.write("messages_outbound", &dec.decode(page(&["e"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
-            sink.finish().unwrap();
-        }
-        assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 4);
-        assert_eq!(count(&path, "SELECT count(DISTINCT message_id) FROM messages_outbound"), 4);
-        assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE tag = '' AND NOT track_opens"), 4);
-        assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE metadata['k'] = 'v' AND \"to\"[1].email = 'a@b'"), 4);
-        assert_eq!(
-            count(&path, "SELECT epoch(received_at)::BIGINT FROM messages_outbound LIMIT 1"),
-            chrono::DateTime::parse_from_rfc3339("2026-03-08T06:59:59Z").unwrap().timestamp()
-        );
-        let mut again = DuckdbSink::open(&path, SinkOptions::default()).unwrap();
-        assert_eq!(again.load_state().unwrap(), Some(state));
-    }
-
-    /// With a fixed cursor, older copies of a key are looked for only in the cursor range of
-    /// the rows merged (committed rows and those of the open transaction alike), and not at all
-    /// for rows after the latest one a first load committed; without one, anywhere.
-    #[test]
-    fn older_copies_are_looked_for_in_the_cursor_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let (fixed, dec) = crate::sinks::messages_for_tests();
-        assert!(fixed.cursor_fixed);
-        let moving = StreamInfo { cursor_fixed: false, ..fixed.clone() };
-        let at = |id: &str, when: &str, tag: &str| {
-            let body = format!(r#"{{"TotalCount":1,"Messages":[{{"MessageID":"{id}","ReceivedAt":"{when}","Tag":"{tag}"}}]}}"#);
-            dec.decode(body.as_bytes(), &Default::default()).unwrap().batch
-        };
-        for info in [&fixed, &moving] {
-            let path = dir.path().join(format!("{}.duckdb", info.cursor_fixed));
-            let run = |rows: &[(&str, &str, &str)]| {
-                let mut sink = DuckdbSink::open(&path, SinkOptions::default()).unwrap();
-                sink.begin_stream(info).unwrap();
-                for (id, when, tag) in rows {
-                    sink.write("messages_outbound", &at(id, when, tag)).unwrap();
-                    sink.commit(None, &State::default()).unwrap();
-                }
-                sink.finish().unwrap();
-            };
-            // Into the empty table: "a" again after a later row (a re-read window).
-            run(&[("a", "2026-11-02T10:00:00Z", "1"), ("b", "2026-11-02T12:00:00Z", "1"), ("a", "2026-11-02T10:00:00Z", "1b")]);
-            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'a' AND tag = '1b'"), 1);
-            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 2);
-            // A copy of "a" an hour earlier: what a fixed cursor promises never to happen.
-            Connection::open(&path)
-                .unwrap()
-                .execute_batch("INSERT INTO messages_outbound (message_id, received_at, tag) VALUES ('a', TIMESTAMP '2026-11-02 09:00:00', 'planted')")
-                .unwrap();
-            // "b" twice within one transaction: the second delete finds the uncommitted copy.
-            run(&[("a", "2026-11-02T10:00:00Z", "2"), ("b", "2026-11-02T12:00:00Z", "2"), ("b", "2026-11-02T12:00:00Z", "3")]);
-            let a = count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'a'");
-            assert_eq!(a, if info.cursor_fixed { 2 } else { 1 }, "cursor_fixed {}", info.cursor_fixed);
-            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'a' AND tag = '2'"), 1);
-            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'b'"), 1);
-            assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'b' AND tag = '3'"), 1);
-        }
-    }
-
-    /// The configured memory cap and one thread reach DuckDB.
-    #[test]
-    fn options_reach_duckdb() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = SinkOptions { duckdb_memory_limit_mb: 100, ..SinkOptions::default() };
-        let sink = DuckdbSink::open(&dir.path().join("t.duckdb"), options).unwrap();
-        let setting = |name: &str| sink.conn.query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get::<_, String>(0)).unwrap();
-        assert_eq!(setting("memory_limit"), "95.3 MiB");
-        assert_eq!(setting("threads"), "1");
-    }
-
-    /// Streams run concurrently: a commit of one stream leaves another's staged rows staged,
-    /// and they vanish if the run ends before that stream commits.
-    #[test]
-    fn commit_covers_only_its_stream() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.duckdb");
-        let (info, dec) = crate::sinks::messages_for_tests();
-        let other = StreamInfo { name: "other".to_string(), ..info.clone() };
-        {
-            let mut sink = DuckdbSink::open(&path, SinkOptions::default()).unwrap();
-            sink.begin_stream(&info).unwrap();
-            sink.begin_stream(&other).unwrap();
-            sink.write("other", &dec.decode(page(&["x"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
-            sink.write("messages_outbound", &dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
-            sink.replace("other", None).unwrap();
-            sink.commit(Some("messages_outbound"), &State::default()).unwrap();
-            sink.finish().unwrap();
-        }
-        assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 2);
-        assert_eq!(count(&path, "SELECT count(*) FROM other"), 0);
     }
 }

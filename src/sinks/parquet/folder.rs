@@ -1,0 +1,34 @@
+//! Folder operations of the Parquet sink: exchanging a partition with its staging copy in one rename, and removing what a crash left.
+
+use super::*;
+
+/// Exchanges two folders in one rename (`renameat2(RENAME_EXCHANGE)`, or `renamex_np` with
+/// `RENAME_SWAP` on macOS). `Ok(false)`: the platform or file system cannot.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+pub(super) fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(e) if e == Errno::INVAL || e == Errno::NOSYS || e == Errno::NOTSUP || e == Errno::PERM => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+pub(super) fn exchange(_: &Path, _: &Path) -> std::io::Result<bool> {
+    Ok(false)
+}
+pub(super) fn remove_leftovers(dir: &Path) {
+    // A staging folder left by a crash holds copies of files, or files already replaced.
+    let _ = fs::remove_dir_all(dir.join(STAGING_DIR));
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_leftovers(&path);
+        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.starts_with("tmp-")) {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
