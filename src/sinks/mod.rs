@@ -297,8 +297,8 @@ pub struct SinkOptions {
 impl Default for SinkOptions {
     fn default() -> Self {
         SinkOptions {
-            commit_interval: std::time::Duration::from_secs(10),
-            duckdb_memory_limit_mb: 64,
+            commit_interval: std::time::Duration::from_secs(crate::config::keys::COMMIT_INTERVAL_SECONDS.default_int() as u64),
+            duckdb_memory_limit_mb: crate::config::keys::DUCKDB_MEMORY_LIMIT_MB.default_int() as u32,
         }
     }
 }
