@@ -18,11 +18,11 @@ struct Chart {
 
 const COLORS: [&str; 4] = ["#2f6fde", "#e4572e", "#17a398", "#f3a712"];
 
-fn fail(path: &Path, context: &str, e: impl std::fmt::Display) -> SinkError {
+fn fail(path: &Path, context: &str, e: impl Into<crate::sinks::BoxError>) -> SinkError {
     SinkError::Write {
         dest: format!("DuckDB database {}", path.display()),
         context: context.to_string(),
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -118,13 +118,9 @@ pub fn render(db: &Path) -> Result<String, SinkError> {
         .access_mode(AccessMode::ReadOnly)
         .and_then(|c| c.enable_autoload_extension(false))
         .map_err(|e| fail(db, "configuring", e))?;
-    let conn = Connection::open_with_flags(db, config).map_err(|e| {
-        if e.to_string().contains("lock") {
-            SinkError::Locked { dest: format!("DuckDB database {}", db.display()) }
-        } else {
-            fail(db, "opening", e)
-        }
-    })?;
+    let dest = format!("DuckDB database {}", db.display());
+    let _reading = crate::sinks::lock::DestinationLock::shared(&crate::sinks::lock::lock_path(db, false), &dest)?;
+    let conn = Connection::open_with_flags(db, config).map_err(|e| fail(db, "opening", e))?;
     let charts = [
         chart(
             &conn,

@@ -47,7 +47,6 @@ pub enum ConfigError {
     },
 }
 
-/// A validated config. Nothing after [`Config::from_value`] looks at raw strings.
 /// Which servers to sync through the account API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerSelection {
@@ -57,6 +56,7 @@ pub enum ServerSelection {
     Listed(Vec<String>),
 }
 
+/// A validated config. Nothing after [`Config::from_map`] looks at raw strings.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The server token; `None` only when `servers` picks servers through the account token.

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+pub mod lock;
 #[cfg(feature = "duckdb")]
 mod key_filter;
 pub mod parquet;
@@ -32,19 +33,25 @@ pub enum DestKind {
     Singer,
 }
 
+/// The source of a [`SinkError::Write`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("{dest} is locked by another run of postmark-elt (or another program); wait for it to finish, or use another --path")]
     Locked { dest: String },
-    #[error("{dest}: {context}: {message}")]
+    #[error("{dest}: {context}: {source}")]
     Write {
         dest: String,
         context: String,
-        message: String,
+        /// DuckDB's, Arrow's, Parquet's or serde's error (or a message where there is none).
+        #[source]
+        source: BoxError,
     },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error(transparent)]
@@ -259,7 +266,7 @@ impl SinkHandle {
             Some(Err(_)) => Err(SinkError::Write {
                 dest: "destination".to_string(),
                 context: "sink thread".to_string(),
-                message: "panicked".to_string(),
+                source: "panicked".into(),
             }),
             None => Ok(()),
         }

@@ -85,18 +85,18 @@ impl<W: Write + Send> Sink for SingerSink<W> {
             writer.write(batch).map_err(|e| SinkError::Write {
                 dest: "singer".to_string(),
                 context: format!("encoding rows of {stream}"),
-                message: e.to_string(),
+                source: e.into(),
             })?;
             writer.finish().map_err(|e| SinkError::Write {
                 dest: "singer".to_string(),
                 context: format!("encoding rows of {stream}"),
-                message: e.to_string(),
+                source: e.into(),
             })?;
         }
         let rows: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&buf).map_err(|e| SinkError::Write {
             dest: "singer".to_string(),
             context: format!("encoding rows of {stream}"),
-            message: e.to_string(),
+            source: e.into(),
         })?;
         let prefix = format!("{{\"type\":\"RECORD\",\"stream\":{},\"record\":", json!(stream));
         let suffix = format!(

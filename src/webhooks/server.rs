@@ -17,7 +17,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
+use headers::authorization::Basic;
+use headers::{Authorization, HeaderMapExt};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -63,18 +64,11 @@ fn authorized(headers: &HeaderMap, secret: &Secret) -> bool {
     if let Some(v) = headers.get("x-webhook-secret") {
         return matches(v.as_bytes());
     }
-    let Some(basic) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-    else {
+    // Any user name; the password is the secret (the header parsed by the `headers` crate).
+    let Some(basic) = headers.typed_get::<Authorization<Basic>>() else {
         return false;
     };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim()) else {
-        return false;
-    };
-    // Any user name; the password is the secret.
-    let password = decoded.splitn(2, |b| *b == b':').nth(1).unwrap_or_default();
+    let password = basic.password().as_bytes();
     matches(password)
 }
 
@@ -141,8 +135,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 /// Runs until SIGTERM or Ctrl-C.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let stop = shutdown_signal();
-    let (rotated_tx, rotated_rx) = mpsc::channel::<()>();
-    let spool = SpoolWriter::start(&opts.spool, opts.merge_every, rotated_tx).map_err(|source| ServeError::Spool {
+    let spool = SpoolWriter::start(&opts.spool, opts.merge_every).map_err(|source| ServeError::Spool {
         path: opts.spool.clone(),
         source,
     })?;
@@ -155,7 +148,6 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             .spawn(move || {
                 loop {
                     let stopping = stop_rx.recv_timeout(every).is_ok() || matches!(stop_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
-                    while rotated_rx.try_recv().is_ok() {}
                     match spool::merge(&dir, dest, &path, sink) {
                         Ok(m) if m.events > 0 => tracing::info!(events = m.events, segments = m.segments, "Webhook events merged."),
                         Ok(_) => {}
@@ -195,6 +187,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use axum::http::HeaderValue;
 
     /// The secret is accepted as a header or as the basic-auth password, nothing else.

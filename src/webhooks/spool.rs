@@ -78,13 +78,10 @@ fn open_current(dir: &Path) -> std::io::Result<File> {
 
 impl SpoolWriter {
     /// Starts the writer thread on `dir`. A current file left by a crash becomes a segment.
-    /// `rotated` hears of every new segment.
-    pub fn start(dir: &Path, rotate_every: Duration, rotated: mpsc::Sender<()>) -> std::io::Result<SpoolWriter> {
+    /// The merger finds segments by listing the folder on its own timer.
+    pub fn start(dir: &Path, rotate_every: Duration) -> std::io::Result<SpoolWriter> {
         fs::create_dir_all(dir)?;
-        let mut file = None;
-        if rotate(dir, &mut file)? {
-            rotated.send(()).ok();
-        }
+        rotate(dir, &mut None)?;
         let dir = dir.to_path_buf();
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new().name("spool".to_string()).spawn(move || {
@@ -131,12 +128,8 @@ impl SpoolWriter {
                     }
                 }
                 if disconnected || last_rotation.elapsed() >= rotate_every {
-                    match rotate(&dir, &mut file) {
-                        Ok(true) => {
-                            rotated.send(()).ok();
-                        }
-                        Ok(false) => {}
-                        Err(e) => tracing::error!(error = %e, "Cannot rotate the webhook spool."),
+                    if let Err(e) = rotate(&dir, &mut file) {
+                        tracing::error!(error = %e, "Cannot rotate the webhook spool.");
                     }
                     last_rotation = Instant::now();
                 }
@@ -251,6 +244,6 @@ fn write_err(path: &Path, table: &str, message: String) -> SinkError {
     SinkError::Write {
         dest: path.display().to_string(),
         context: format!("merging webhook events into {table}"),
-        message,
+        source: message.into(),
     }
 }

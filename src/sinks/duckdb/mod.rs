@@ -25,7 +25,8 @@ use duckdb::Connection;
 
 use crate::schema::quote_ident;
 use crate::sinks::key_filter::KeyFilter;
-use crate::sinks::{CursorSpan, KeyEncoder, Sink, SinkError, SinkOptions, StreamInfo, cursor_span};
+use crate::sinks::lock::{DestinationLock, lock_path};
+use crate::sinks::{BoxError, CursorSpan, KeyEncoder, Sink, SinkError, SinkOptions, StreamInfo, cursor_span};
 use crate::state::State;
 
 mod merge;
@@ -62,6 +63,8 @@ pub struct DuckdbSink {
     /// The longest time between COMMITs: a crash loses at most this much work, rows and
     /// bookmarks together, which the next run reads again.
     commit_interval: Duration,
+    /// Declared last, so it is released after the connection closes.
+    _lock: DestinationLock,
 }
 
 /// A stream's uncommitted rows, each key once (the first read wins: rows read twice in a run
@@ -88,17 +91,12 @@ enum Loaded {
 impl DuckdbSink {
     pub fn open(path: &Path, options: SinkOptions) -> Result<Self, SinkError> {
         let dest = format!("DuckDB database {}", path.display());
-        let conn = Connection::open(path).map_err(|e| {
-            let message = e.to_string();
-            if message.contains("lock") {
-                SinkError::Locked { dest: dest.clone() }
-            } else {
-                SinkError::Write {
-                    dest: dest.clone(),
-                    context: "opening the database".to_string(),
-                    message,
-                }
-            }
+        // Held for the sink's life: another run (a sync, a webhook merge) finds it and waits.
+        let lock = DestinationLock::exclusive(&lock_path(path, false), &dest)?;
+        let conn = Connection::open(path).map_err(|e| SinkError::Write {
+            dest: dest.clone(),
+            context: "opening the database".to_string(),
+            source: Box::new(e),
         })?;
         let sink = DuckdbSink {
             conn,
@@ -110,6 +108,7 @@ impl DuckdbSink {
             uncommitted_rows: 0,
             last_commit: Instant::now(),
             commit_interval: options.commit_interval,
+            _lock: lock,
         };
         sink.exec(
             "configuring the connection",
@@ -133,11 +132,11 @@ impl DuckdbSink {
         Ok(sink)
     }
 
-    fn fail(&self, context: &str, e: impl std::fmt::Display) -> SinkError {
+    fn fail(&self, context: &str, e: impl Into<BoxError>) -> SinkError {
         SinkError::Write {
             dest: self.dest.clone(),
             context: context.to_string(),
-            message: e.to_string(),
+            source: e.into(),
         }
     }
 

@@ -6,30 +6,25 @@ use super::*;
 /// for a quick look without the DuckDB CLI.
 pub fn query(path: &Path, sql: &str) -> Result<String, SinkError> {
     let dest = format!("DuckDB database {}", path.display());
-    let fail = |context: &str, e: &dyn std::fmt::Display| SinkError::Write {
+    let fail = |context: &str, e: BoxError| SinkError::Write {
         dest: dest.clone(),
         context: context.to_string(),
-        message: e.to_string(),
+        source: e,
     };
     if !path.exists() {
-        return Err(fail("opening", &"no such file; run `postmark-elt sync` first"));
+        return Err(fail("opening", "no such file; run `postmark-elt sync` first".into()));
     }
     let config = duckdb::Config::default()
         .access_mode(duckdb::AccessMode::ReadOnly)
         .and_then(|c| c.enable_autoload_extension(false))
-        .map_err(|e| fail("configuring", &e))?;
-    let conn = Connection::open_with_flags(path, config).map_err(|e| {
-        if e.to_string().contains("lock") {
-            SinkError::Locked { dest: dest.clone() }
-        } else {
-            fail("opening", &e)
-        }
-    })?;
-    let mut stmt = conn.prepare(sql).map_err(|e| fail("preparing the query", &e))?;
-    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| fail("running the query", &e))?.collect();
+        .map_err(|e| fail("configuring", e.into()))?;
+    let _reading = DestinationLock::shared(&lock_path(path, false), &dest)?;
+    let conn = Connection::open_with_flags(path, config).map_err(|e| fail("opening", e.into()))?;
+    let mut stmt = conn.prepare(sql).map_err(|e| fail("preparing the query", e.into()))?;
+    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| fail("running the query", e.into()))?.collect();
     arrow::util::pretty::pretty_format_batches(&batches)
         .map(|t| t.to_string())
-        .map_err(|e| fail("formatting the result", &e))
+        .map_err(|e| fail("formatting the result", e.into()))
 }
 
 /// Timestamp columns become zone-less (still UTC) to match the TIMESTAMP columns of the tables.

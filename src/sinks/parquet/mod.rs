@@ -27,6 +27,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 
+use crate::sinks::lock::{DestinationLock, lock_path};
 use crate::sinks::{CursorSpan, KeyEncoder, Sink, SinkError, StreamInfo, cursor_span};
 use crate::state::State;
 
@@ -41,7 +42,6 @@ use folder::*;
 use rows::*;
 
 pub const STATE_FILE: &str = "_state.json";
-const LOCK_FILE: &str = ".postmark-elt.lock";
 /// The single file of a partition as written by earlier versions; read as the oldest part.
 const LEGACY_FILE: &str = "data.parquet";
 /// Where several files of a partition are prepared before they replace it at once.
@@ -71,7 +71,7 @@ const DICTIONARY_PAGE_BYTES: usize = 64 * 1024;
 
 pub struct ParquetSink {
     dir: PathBuf,
-    _lock: File,
+    _lock: DestinationLock,
     streams: HashMap<String, StreamInfo>,
     /// Rows staged since the last commit.
     staged: BTreeMap<String, Vec<RecordBatch>>,
@@ -99,7 +99,7 @@ fn write_err(dir: &Path, context: String) -> impl FnOnce(String) -> SinkError + 
     move |message| SinkError::Write {
         dest: format!("Parquet directory {}", dir.display()),
         context,
-        message,
+        source: message.into(),
     }
 }
 
@@ -121,13 +121,7 @@ fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> Result<(), Sink
 impl ParquetSink {
     pub fn open(dir: &Path) -> Result<Self, SinkError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(SinkError::Locked {
-                dest: format!("Parquet directory {}", dir.display()),
-            });
-        }
+        let lock = DestinationLock::exclusive(&lock_path(dir, true), &format!("Parquet directory {}", dir.display()))?;
         // Temporary files left by a crashed run are never visible to readers (*.parquet globs),
         // but they take space.
         remove_leftovers(dir);

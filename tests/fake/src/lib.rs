@@ -26,100 +26,18 @@ use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
 pub mod generate;
+mod http;
+mod model;
 mod routes;
+
+pub use http::*;
+pub use model::*;
 pub use routes::{WEBHOOK_HEADER_VALUE, WEBHOOK_PASSWORD};
 mod stats;
 
 pub const MAX_COUNT: u64 = 500;
 pub const MAX_REACH: u64 = 10_000;
 
-/// One outbound message as the fake stores it.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub id: String,
-    pub stream: String,
-    pub received_at: DateTime<Utc>,
-    /// `None`: the key is absent; `Some("")`: an empty tag (both occur in real data).
-    pub tag: Option<String>,
-    pub to: Vec<(String, String)>,
-    pub subject: String,
-    pub track_opens: bool,
-    pub metadata: Vec<(String, String)>,
-    /// The JSON of the search item, rendered once (pages are then cheap to serve, so benchmarks
-    /// measure the connector, not the fake).
-    pub rendered: std::sync::OnceLock<String>,
-}
-
-/// An open (`is_click == false`) or a click event.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub message_id: String,
-    pub stream: String,
-    pub recipient: String,
-    pub received_at: DateTime<Utc>,
-    pub tag: Option<String>,
-    pub platform: String,
-    /// Email client (opens) or browser (clicks) family.
-    pub client_family: String,
-    pub read_seconds: i64,
-    pub first_open: bool,
-    pub is_click: bool,
-    pub link: String,
-    /// `HTML` or `Text`.
-    pub location: String,
-    /// The JSON of the event, rendered once.
-    pub rendered: std::sync::OnceLock<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Bounce {
-    pub id: i64,
-    pub message_id: String,
-    pub stream: String,
-    pub kind: String,
-    pub type_code: i64,
-    pub email: String,
-    pub bounced_at: DateTime<Utc>,
-    pub tag: Option<String>,
-    pub inactive: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Inbound {
-    pub id: String,
-    pub received_at: DateTime<Utc>,
-    pub from: String,
-    pub subject: String,
-    /// `Processed`, `Blocked`, ...
-    pub status: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct MessageStream {
-    pub id: String,
-    pub kind: String,
-    pub name: String,
-    pub archived: bool,
-}
-
-/// A fault served instead of the next matching response.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
-    /// HTTP 429, optionally with Retry-After seconds.
-    RateLimited { retry_after: Option<u64> },
-    /// HTTP 500 (ErrorCode 101), 502 (no body) or 503 (ErrorCode 100).
-    Status(u16),
-    /// An API error with Postmark's body: `{"ErrorCode": code, "Message": message}`.
-    Api { status: u16, code: i64, message: String },
-    /// HTTP 200 whose JSON body is cut in half.
-    TruncatedJson,
-    /// HTTP 200 whose body stream breaks off mid-way (connection reset).
-    ResetMidBody,
-    /// No answer for this long.
-    Hang(Duration),
-    /// HTTP 200 with this body (records of unexpected shapes).
-    Body(String),
-}
 
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -144,33 +62,6 @@ impl RecordedRequest {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct FakeConfig {
-    pub server_token: String,
-    pub server_name: String,
-    pub account_token: String,
-    pub retention_days: i64,
-    pub latency: Duration,
-    /// Whether the opens/clicks lists honour `fromdate`/`todate` (undocumented; postmark-python
-    /// sends them). Both behaviours are tested.
-    pub event_date_filters: bool,
-    /// Gzip responses for clients that ask, as Postmark does (off in benchmarks: an instant server).
-    pub gzip: bool,
-}
-
-impl Default for FakeConfig {
-    fn default() -> Self {
-        FakeConfig {
-            server_token: "fake-server-token-0000".to_string(),
-            server_name: "Fake Shop Production".to_string(),
-            account_token: "fake-account-token-0000".to_string(),
-            retention_days: 45,
-            latency: Duration::ZERO,
-            event_date_filters: true,
-            gzip: true,
-        }
-    }
-}
 
 /// The data of one server.
 #[derive(Default)]
@@ -472,146 +363,6 @@ impl Drop for FakePostmark {
         }
         if let Some(t) = self.thread.take() {
             t.join().ok();
-        }
-    }
-}
-
-/// `2025-06-03T09:14:07.5512093-04:00`: New York offset, 7 fractional digits.
-pub fn postmark_timestamp(t: DateTime<Utc>) -> String {
-    let local = t.with_timezone(&New_York);
-    let ticks = t.timestamp_subsec_nanos() / 100;
-    format!("{}.{ticks:07}{}", local.format("%Y-%m-%dT%H:%M:%S"), local.format("%:z"))
-}
-
-pub(crate) fn api_error(status: StatusCode, code: i64, message: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], json!({"ErrorCode": code, "Message": message}).to_string()).into_response()
-}
-
-pub(crate) fn json_response(body: String) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response()
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Bound {
-    From,
-    To,
-}
-
-/// Reads a Postmark date filter as New York wall-clock time, choosing the least favourable
-/// instant where the reference leaves the reading open.
-pub(crate) fn parse_eastern(raw: &str, bound: Bound) -> Option<DateTime<Utc>> {
-    let naive = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S")
-        .ok()
-        .or_else(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
-    let resolved = match New_York.from_local_datetime(&naive) {
-        LocalResult::Single(t) => t,
-        LocalResult::Ambiguous(early, late) => match bound {
-            Bound::From => late,
-            Bound::To => early,
-        },
-        // In the spring-forward gap: the first instant after it.
-        LocalResult::None => New_York.from_local_datetime(&(naive + ChronoDuration::hours(1))).earliest()?,
-    };
-    Some(resolved.with_timezone(&Utc))
-}
-
-fn query_map(req: &Request) -> Vec<(String, String)> {
-    req.uri()
-        .query()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub(crate) fn get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
-async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let path = req.uri().path().trim_end_matches('/').to_ascii_lowercase();
-    let query = query_map(&req);
-    let headers = req.headers().clone();
-    let method = req.method().clone();
-    let target = format!("{path}?{}", req.uri().query().unwrap_or_default()).to_ascii_lowercase();
-    let body = axum::body::to_bytes(req.into_body(), 64 << 20).await.unwrap_or_default();
-    let token_ok = shared
-        .server_by_token(headers.get("x-postmark-server-token").and_then(|v| v.to_str().ok()))
-        .is_some();
-    let account_ok = headers
-        .get("x-postmark-account-token")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == shared.config.account_token);
-
-    let fault = {
-        let mut log = shared.log();
-        let pos = log.faults.iter().position(|(matcher, _)| target.contains(matcher.as_str()));
-        pos.and_then(|p| log.faults.remove(p)).map(|(_, f)| f)
-    };
-    if !shared.config.latency.is_zero() {
-        tokio::time::sleep(shared.config.latency).await;
-    }
-    let response = match fault {
-        Some(f) => serve_fault(f, &shared, &path, &query, &headers, &method, &body).await,
-        None => routes::route(&shared, &method, &path, &query, &headers, &body),
-    };
-    let mut log = shared.log();
-    if !log.off {
-        log.requests.push(RecordedRequest {
-            method: method.to_string(),
-            path: path.clone(),
-            query,
-            server_token_ok: token_ok,
-            account_token_ok: account_ok,
-            accept: headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string),
-            accept_encoding: headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string),
-            status: response.status().as_u16(),
-        });
-    }
-    response
-}
-
-async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, String)], headers: &HeaderMap, method: &Method, body: &[u8]) -> Response {
-    match f {
-        Fault::RateLimited { retry_after } => {
-            let mut r = api_error(StatusCode::TOO_MANY_REQUESTS, 429, "Rate Limit Exceeded");
-            if let Some(s) = retry_after {
-                r.headers_mut().insert(header::RETRY_AFTER, s.into());
-            }
-            r
-        }
-        Fault::Api { status, code, message } => {
-            api_error(StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), code, &message)
-        }
-        Fault::Status(500) => api_error(StatusCode::INTERNAL_SERVER_ERROR, 101, "An error that shouldn't have occurred. Error id: fake-1."),
-        Fault::Status(503) => api_error(StatusCode::SERVICE_UNAVAILABLE, 100, "Maintenance."),
-        Fault::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY).into_response(),
-        Fault::TruncatedJson => {
-            let full = routes::route(shared, method, path, query, headers, body);
-            let bytes = axum::body::to_bytes(full.into_body(), usize::MAX).await.unwrap_or_default();
-            json_response(String::from_utf8_lossy(&bytes[..bytes.len() / 2]).into_owned())
-        }
-        Fault::ResetMidBody => {
-            let full = routes::route(shared, method, path, query, headers, body);
-            let bytes = axum::body::to_bytes(full.into_body(), usize::MAX).await.unwrap_or_default();
-            let half = bytes.slice(..bytes.len() / 2);
-            let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
-                Ok(half),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake reset")),
-            ];
-            Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-                .header(header::CONTENT_LENGTH, bytes.len())
-                .body(Body::from_stream(futures::stream::iter(chunks)))
-                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-        }
-        Fault::Body(body) => json_response(body),
-        Fault::Hang(d) => {
-            tokio::time::sleep(d).await;
-            routes::route(shared, method, path, query, headers, body)
         }
     }
 }

@@ -1,0 +1,225 @@
+//! One function per verb; the only place that wires config, client, streams and sinks together.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use chrono::{SecondsFormat, Utc};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::catalog;
+use crate::cli::{Cli, Command, SyncArgs, WebhooksCommand};
+use crate::webhooks::install::Installed;
+use crate::webhooks::server::ServeOptions;
+use crate::client::{Auth, BodyError, PostmarkClient};
+use crate::config::{self, Config};
+use crate::error::Error;
+use crate::sinks::{self, DestKind, SinkHandle};
+use crate::state::State;
+use crate::streams::runner::Extractor;
+use crate::streams::summary::PartitionReport;
+use crate::streams::{STREAMS, StreamDef};
+
+mod sync;
+
+use sync::default_path;
+
+
+
+pub async fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Some(Command::Spec) => print_json(&config::spec()),
+        Some(Command::Check { config }) => check(&config).await,
+        Some(Command::Discover { config }) => discover(&config),
+        Some(Command::Sync(mut args)) => {
+            args.live_progress = !cli.quiet && cli.log_format == crate::cli::LogFormat::Text;
+            sync::run(args).await
+        }
+        Some(Command::Webhooks(cmd)) => webhooks(cmd).await,
+        Some(Command::Docs) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(catalog::columns_markdown()?.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Stdout(e)),
+                _ => Ok(()),
+            }
+        }
+        #[cfg(feature = "duckdb")]
+        Some(Command::Report { path, out }) => {
+            let html = crate::report::render(&path)?;
+            std::fs::write(&out, html).map_err(|source| Error::Sink(sinks::SinkError::Io { path: out.clone(), source }))?;
+            println!("OK: wrote {}", out.display());
+            Ok(())
+        }
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "postmark-elt", &mut std::io::stdout());
+            Ok(())
+        }
+        #[cfg(feature = "duckdb")]
+        Some(Command::Query { path, sql }) => {
+            let table = sinks::duckdb::query(&path, &sql)?;
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{table}") {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Stdout(e)),
+                _ => Ok(()),
+            }
+        }
+        None => {
+            // The Singer tap invocation.
+            let Some(config) = cli.singer.config else {
+                return Err(Error::Config(config::ConfigError::Missing {
+                    key: "--config",
+                    fix: "run `postmark-elt --help`; e.g. `postmark-elt sync --config config.json`".to_string(),
+                }));
+            };
+            if cli.singer.discover {
+                return discover(&config);
+            }
+            sync::run(SyncArgs {
+                config,
+                catalog: cli.singer.catalog,
+                state: cli.singer.state,
+                dest: DestKind::Singer,
+                path: None,
+                streams: None,
+                summary_json: None,
+                progress_seconds: 10,
+                dry_run: false,
+                live_progress: false,
+            })
+            .await
+        }
+    }
+}
+
+/// Prints JSON on stdout; a closed pipe (`| head`) is not an error.
+fn print_json(value: &Value) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Stdout(e)),
+        _ => Ok(()),
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, Error> {
+    let loaded = Config::load(path)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded.config)
+}
+
+async fn check(path: &Path) -> Result<(), Error> {
+    #[derive(Deserialize)]
+    struct Server {
+        #[serde(rename = "Name")]
+        name: String,
+    }
+    #[derive(Deserialize)]
+    struct Servers {
+        #[serde(rename = "TotalCount")]
+        total: u64,
+    }
+    let config = load_config(path)?;
+    let client = PostmarkClient::new(&config)?;
+    if let Some(token) = &config.server_token {
+        let server: Server = client
+            .get(Auth::Server(token), "/server", &[], |body| {
+                serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
+            })
+            .await?;
+        println!("OK: server {}", server.name);
+    }
+    if config.account_token.is_some() {
+        let servers: Servers = client
+            .get(Auth::Account, "/servers", &[("count", "1".to_string()), ("offset", "0".to_string())], |body| {
+                serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
+            })
+            .await?;
+        println!("OK: account with {} servers", servers.total);
+    }
+    Ok(())
+}
+
+fn discover(path: &Path) -> Result<(), Error> {
+    load_config(path)?;
+    print_json(&catalog::discover()?)
+}
+
+fn webhook_secret(config: &Config) -> Result<crate::secret::Secret, Error> {
+    config.webhook_secret.clone().ok_or_else(|| {
+        Error::Config(config::ConfigError::Missing {
+            key: "webhook_secret",
+            fix: "add \"webhook_secret\": \"<a long random string>\" to the config file (e.g. from `openssl rand -hex 24`)".to_string(),
+        })
+    })
+}
+
+fn server_token(config: &Config) -> Result<&crate::secret::Secret, Error> {
+    config.server_token.as_ref().ok_or_else(|| {
+        Error::Config(config::ConfigError::Missing {
+            key: "server_token",
+            fix: "webhooks belong to one server: add its \"server_token\" to the config file".to_string(),
+        })
+    })
+}
+
+async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
+    match cmd {
+        WebhooksCommand::Serve { config, listen, dest, path, spool } => {
+            let config = load_config(&config)?;
+            if dest == DestKind::Singer {
+                return Err(Error::Config(config::ConfigError::Invalid {
+                    key: "--dest",
+                    problem: "singer cannot hold webhook events".to_string(),
+                    fix: "use --dest duckdb or --dest parquet".to_string(),
+                }));
+            }
+            let path = path.unwrap_or_else(|| default_path(dest));
+            let spool = spool.unwrap_or_else(|| {
+                let mut p = path.clone().into_os_string();
+                p.push(".webhook-spool");
+                PathBuf::from(p)
+            });
+            let opts = ServeOptions {
+                listen,
+                dest,
+                path,
+                spool,
+                secret: webhook_secret(&config)?,
+                max_body_bytes: config.webhook_max_body_bytes,
+                merge_every: config.webhook_merge_interval,
+                sink: config.sink,
+            };
+            crate::webhooks::server::serve(opts).await.map_err(Error::Serve)
+        }
+        WebhooksCommand::Install { config, url, message_stream } => {
+            let config = load_config(&config)?;
+            let secret = webhook_secret(&config)?;
+            let client = PostmarkClient::new(&config)?;
+            match crate::webhooks::install::install(&client, server_token(&config)?, &url, &message_stream, &secret).await? {
+                Installed::Created(id) => println!("OK: webhook {id} created for {url} on message stream {message_stream}, every trigger on"),
+                Installed::Updated(id) => println!("OK: webhook {id} for {url} on message stream {message_stream} updated, every trigger on"),
+            }
+            Ok(())
+        }
+        WebhooksCommand::List { config } => {
+            let config = load_config(&config)?;
+            let client = PostmarkClient::new(&config)?;
+            let hooks = crate::webhooks::install::list(&client, server_token(&config)?, None).await?;
+            for w in hooks {
+                let on: Vec<&str> = w["Triggers"]
+                    .as_object()
+                    .map(|t| t.iter().filter(|(_, v)| v["Enabled"] == true).map(|(k, _)| k.as_str()).collect())
+                    .unwrap_or_default();
+                println!("{}\t{}\t{}\t{}", w["ID"], w["MessageStream"].as_str().unwrap_or("-"), w["Url"].as_str().unwrap_or("-"), on.join(","));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The records the fake serves, and the faults it can inject.
+
+use super::*;
+
+/// One outbound message as the fake stores it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub stream: String,
+    pub received_at: DateTime<Utc>,
+    /// `None`: the key is absent; `Some("")`: an empty tag (both occur in real data).
+    pub tag: Option<String>,
+    pub to: Vec<(String, String)>,
+    pub subject: String,
+    pub track_opens: bool,
+    pub metadata: Vec<(String, String)>,
+    /// The JSON of the search item, rendered once (pages are then cheap to serve, so benchmarks
+    /// measure the connector, not the fake).
+    pub rendered: std::sync::OnceLock<String>,
+}
+
+/// An open (`is_click == false`) or a click event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub message_id: String,
+    pub stream: String,
+    pub recipient: String,
+    pub received_at: DateTime<Utc>,
+    pub tag: Option<String>,
+    pub platform: String,
+    /// Email client (opens) or browser (clicks) family.
+    pub client_family: String,
+    pub read_seconds: i64,
+    pub first_open: bool,
+    pub is_click: bool,
+    pub link: String,
+    /// `HTML` or `Text`.
+    pub location: String,
+    /// The JSON of the event, rendered once.
+    pub rendered: std::sync::OnceLock<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bounce {
+    pub id: i64,
+    pub message_id: String,
+    pub stream: String,
+    pub kind: String,
+    pub type_code: i64,
+    pub email: String,
+    pub bounced_at: DateTime<Utc>,
+    pub tag: Option<String>,
+    pub inactive: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+    pub from: String,
+    pub subject: String,
+    /// `Processed`, `Blocked`, ...
+    pub status: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageStream {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub archived: bool,
+}
+
+/// A fault served instead of the next matching response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// HTTP 429, optionally with Retry-After seconds.
+    RateLimited { retry_after: Option<u64> },
+    /// HTTP 500 (ErrorCode 101), 502 (no body) or 503 (ErrorCode 100).
+    Status(u16),
+    /// An API error with Postmark's body: `{"ErrorCode": code, "Message": message}`.
+    Api { status: u16, code: i64, message: String },
+    /// HTTP 200 whose JSON body is cut in half.
+    TruncatedJson,
+    /// HTTP 200 whose body stream breaks off mid-way (connection reset).
+    ResetMidBody,
+    /// No answer for this long.
+    Hang(Duration),
+    /// HTTP 200 with this body (records of unexpected shapes).
+    Body(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    pub server_token: String,
+    pub server_name: String,
+    pub account_token: String,
+    pub retention_days: i64,
+    pub latency: Duration,
+    /// Whether the opens/clicks lists honour `fromdate`/`todate` (undocumented; postmark-python
+    /// sends them). Both behaviours are tested.
+    pub event_date_filters: bool,
+    /// Gzip responses for clients that ask, as Postmark does (off in benchmarks: an instant server).
+    pub gzip: bool,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            server_token: "fake-server-token-0000".to_string(),
+            server_name: "Fake Shop Production".to_string(),
+            account_token: "fake-account-token-0000".to_string(),
+            retention_days: 45,
+            latency: Duration::ZERO,
+            event_date_filters: true,
+            gzip: true,
+        }
+    }
+}
