@@ -87,7 +87,11 @@ impl Error {
             Error::Config(_) => ErrorKind::Config,
             Error::Catalog(_) | Error::State(_) => ErrorKind::Input,
             Error::Client(e) if e.is_auth() => ErrorKind::Auth,
-            Error::Client(ClientError::Data { .. }) | Error::Sync(SyncError::Request { source: ClientError::Data { .. }, .. }) => ErrorKind::Data,
+            Error::Client(ClientError::Data { .. })
+            | Error::Sync(SyncError::Request {
+                source: ClientError::Data { .. },
+                ..
+            }) => ErrorKind::Data,
             Error::Client(_) => ErrorKind::Api,
             Error::Sync(SyncError::TooDense { .. } | SyncError::TooManyRows { .. }) => ErrorKind::Incomplete,
             Error::Sync(SyncError::UnknownMessageStream { .. }) => ErrorKind::Config,

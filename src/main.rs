@@ -28,10 +28,7 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Runtime);
     let result = runtime.and_then(|rt| rt.block_on(app::run(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -46,7 +46,14 @@ fn rows(conn: &Connection, path: &Path, sql: &str, width: usize) -> Result<Vec<(
     mapped.collect::<Result<_, _>>().map_err(|e| fail(path, "reading a report query", e))
 }
 
-fn chart(conn: &Connection, path: &Path, title: &'static str, note: &'static str, names: &[(&'static str, &'static str)], sql: &str) -> Result<Chart, SinkError> {
+fn chart(
+    conn: &Connection,
+    path: &Path,
+    title: &'static str,
+    note: &'static str,
+    names: &[(&'static str, &'static str)],
+    sql: &str,
+) -> Result<Chart, SinkError> {
     let data = rows(conn, path, sql, names.len())?;
     let labels = data.iter().map(|(l, _)| l.clone()).collect();
     let series = names
@@ -64,18 +71,31 @@ fn escape(s: &str) -> String {
 /// Grouped vertical bars, one group per label.
 fn svg(chart: &Chart) -> String {
     let (w, h, left, bottom, top) = (900.0, 320.0, 60.0, 70.0, 20.0);
-    let max = chart
-        .series
-        .iter()
-        .flat_map(|(_, _, v)| v.iter().copied())
-        .fold(0.0_f64, f64::max)
-        .max(1.0);
-    let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\">", escape(chart.title));
+    let max = chart.series.iter().flat_map(|(_, _, v)| v.iter().copied()).fold(0.0_f64, f64::max).max(1.0);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\">",
+        escape(chart.title)
+    );
     let plot_h = h - bottom - top;
-    let _ = write!(out, "<line x1=\"{left}\" y1=\"{}\" x2=\"{w}\" y2=\"{}\" stroke=\"#999\"/>", h - bottom, h - bottom);
-    let _ = write!(out, "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{max:.0}</text>", left - 6.0, top + 4.0);
+    let _ = write!(
+        out,
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{w}\" y2=\"{}\" stroke=\"#999\"/>",
+        h - bottom,
+        h - bottom
+    );
+    let _ = write!(
+        out,
+        "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{max:.0}</text>",
+        left - 6.0,
+        top + 4.0
+    );
     if chart.labels.is_empty() {
-        let _ = write!(out, "<text x=\"{}\" y=\"{}\" font-size=\"14\" text-anchor=\"middle\" fill=\"#777\">no data synced for this chart</text>", w / 2.0, h / 2.0);
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{}\" font-size=\"14\" text-anchor=\"middle\" fill=\"#777\">no data synced for this chart</text>",
+            w / 2.0,
+            h / 2.0
+        );
         return out + "</svg>";
     }
     let group = (w - left) / chart.labels.len() as f64;

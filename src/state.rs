@@ -14,15 +14,11 @@ pub const STATE_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot read state file {path}: {source}; check the path passed to --state")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("state file {path} is not a postmark-elt state ({source}); fix it, or remove --state to use the state stored with the destination (see state.example.json)")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(
+        "state file {path} is not a postmark-elt state ({source}); fix it, or remove --state to use the state stored with the destination (see state.example.json)"
+    )]
+    Parse { path: PathBuf, source: serde_json::Error },
     #[error("stored state is corrupt ({0}); delete it to start again from start_date")]
     Stored(serde_json::Error),
     #[error("state version {found} is newer than this postmark-elt understands ({STATE_VERSION}); upgrade postmark-elt")]
@@ -67,11 +63,7 @@ impl State {
 
     /// Moves a bookmark forward; it never moves back.
     pub fn advance(&mut self, stream: &str, partition: &str, key: &str, value: DateTime<Utc>) {
-        let slot = self
-            .bookmarks
-            .entry(stream.to_string())
-            .or_default()
-            .entry(partition.to_string());
+        let slot = self.bookmarks.entry(stream.to_string()).or_default().entry(partition.to_string());
         match slot {
             std::collections::btree_map::Entry::Occupied(mut o) => {
                 let b = o.get_mut();
@@ -117,9 +109,7 @@ impl State {
 
     fn check_version(self) -> Result<Self, StateError> {
         if self.version > STATE_VERSION {
-            return Err(StateError::Version {
-                found: self.version,
-            });
+            return Err(StateError::Version { found: self.version });
         }
         Ok(self)
     }
@@ -172,7 +162,11 @@ mod tests {
     fn corrupt_state_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.json");
-        std::fs::write(&p, "{\"bookmarks\": {\"x\": {\"y\": {\"replication_key\": \"r\", \"replication_key_value\": \"nope\"}}}}").unwrap();
+        std::fs::write(
+            &p,
+            "{\"bookmarks\": {\"x\": {\"y\": {\"replication_key\": \"r\", \"replication_key_value\": \"nope\"}}}}",
+        )
+        .unwrap();
         let e = State::load_file(&p).unwrap_err().to_string();
         assert!(e.contains("not a postmark-elt state") && e.contains("nope"), "{e}");
         std::fs::write(&p, "{\"version\": 99}").unwrap();

@@ -25,7 +25,18 @@ fn spec_prints_the_config_schema() {
     let out = std::process::Command::new(BIN).arg("spec").output().unwrap();
     assert_ok(&out);
     let spec: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in ["server_token", "postmark_server_token", "account_token", "start_date", "end_date", "base_url", "message_streams", "lookback_days", "page_size", "max_concurrency"] {
+    for key in [
+        "server_token",
+        "postmark_server_token",
+        "account_token",
+        "start_date",
+        "end_date",
+        "base_url",
+        "message_streams",
+        "lookback_days",
+        "page_size",
+        "max_concurrency",
+    ] {
         assert!(spec["properties"][key].is_object(), "spec lacks {key}");
     }
     assert_eq!(spec["properties"]["server_token"]["secret"], true);
@@ -46,7 +57,10 @@ fn check_reports_the_server_or_a_bad_token() {
         let out = env.run(&[verb, "--config", cfg.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(4), "{verb}: {}", text(&out));
         let all = text(&out);
-        assert!(all.contains("HTTP 401") && all.contains("ErrorCode 10") && all.contains("server_token"), "{all}");
+        assert!(
+            all.contains("HTTP 401") && all.contains("ErrorCode 10") && all.contains("server_token"),
+            "{all}"
+        );
         assert!(!all.contains(wrong), "the token leaked: {all}");
     }
 }
@@ -164,7 +178,10 @@ fn parquet_destination_two_runs() {
         assert!(day.file_name().unwrap().to_str().unwrap().starts_with("date="));
         for file in std::fs::read_dir(&day).unwrap() {
             let file = std::fs::File::open(file.unwrap().path()).unwrap();
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap();
             for batch in reader {
                 let batch = batch.unwrap();
                 let col = postmark_elt::streams::extract::string_column(&batch, "message_id").unwrap();
@@ -216,20 +233,28 @@ fn killed_sync_resumes_exactly() {
         messages.extend(generate::day(d, "outbound", today - ChronoDuration::days(d as i64), 6_000));
     }
     let env = Env::with_config(config, messages);
-    let cfg = env.config(Utc::now() - ChronoDuration::days(5), json!({"message_streams": ["outbound"], "max_concurrency": 2, "commit_interval_seconds": 1}));
+    let cfg = env.config(
+        Utc::now() - ChronoDuration::days(5),
+        json!({"message_streams": ["outbound"], "max_concurrency": 2, "commit_interval_seconds": 1}),
+    );
     let mut partial_seen = Vec::new();
     // Killed after 15, then after 30 more page requests: mid-run, whatever the machine's speed.
     for pages in [15, 30] {
         env.fake.clear_requests();
         let mut child = env.spawn(&["sync", "--config", cfg.to_str().unwrap()]);
-        common::kill_when(&mut child, 30_000, || env.fake.requests().iter().filter(|r| r.path == "/messages/outbound").count() >= pages);
+        common::kill_when(&mut child, 30_000, || {
+            env.fake.requests().iter().filter(|r| r.path == "/messages/outbound").count() >= pages
+        });
         if env.path("postmark.duckdb").exists() {
             partial_seen.push(duckdb_ids(&env.path("postmark.duckdb")).0);
         }
     }
     // The test proves something only if a kill landed between two commits.
     let total = env.truth().len() as i64;
-    assert!(partial_seen.iter().any(|&n| n > 0 && n < total), "no kill interrupted a sync: {partial_seen:?} of {total}");
+    assert!(
+        partial_seen.iter().any(|&n| n > 0 && n < total),
+        "no kill interrupted a sync: {partial_seen:?} of {total}"
+    );
     assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
     let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
     assert_eq!(rows, distinct, "duplicates after a crash");
@@ -241,7 +266,11 @@ fn killed_sync_resumes_exactly() {
 fn token_from_environment_is_used_and_never_printed() {
     let env = Env::new(yesterday_messages(5));
     let path = env.path("env-config.json");
-    std::fs::write(&path, json!({"base_url": env.fake.base_url(), "start_date": two_days_ago().to_rfc3339(), "message_streams": ["outbound"]}).to_string()).unwrap();
+    std::fs::write(
+        &path,
+        json!({"base_url": env.fake.base_url(), "start_date": two_days_ago().to_rfc3339(), "message_streams": ["outbound"]}).to_string(),
+    )
+    .unwrap();
     set_private(&path);
     let out = std::process::Command::new(BIN)
         .args(["sync", "--config", path.to_str().unwrap(), "-v"])
@@ -282,8 +311,15 @@ fn readme_lists_every_stream() {
     let readme = include_str!("../README.md");
     for def in postmark_elt::streams::STREAMS {
         let row = format!("| `{}` |", def.name);
-        let line = readme.lines().find(|l| l.starts_with(&row) && l.contains("GET ")).unwrap_or_else(|| panic!("README lacks a row for {}", def.name));
-        assert!(line.contains(&format!("| `{}` |", def.primary_key.join(", "))), "README key of {} is stale: {line}", def.name);
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with(&row) && l.contains("GET "))
+            .unwrap_or_else(|| panic!("README lacks a row for {}", def.name));
+        assert!(
+            line.contains(&format!("| `{}` |", def.primary_key.join(", "))),
+            "README key of {} is stale: {line}",
+            def.name
+        );
     }
 }
 
@@ -294,10 +330,23 @@ fn readme_lists_every_stream() {
 fn streams_flag_summary_json_json_logs_and_completions() {
     let env = Env::new(yesterday_messages(700));
     let cfg = env.config(two_days_ago(), json!({"message_streams": ["outbound"]}));
-    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "messages_outbound,bounces", "--summary-json", "s.json", "--log-format", "json"]);
+    let out = env.run(&[
+        "sync",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--streams",
+        "messages_outbound,bounces",
+        "--summary-json",
+        "s.json",
+        "--log-format",
+        "json",
+    ]);
     assert_ok(&out);
     let paths: std::collections::HashSet<String> = env.fake.requests().into_iter().map(|r| r.path).collect();
-    assert!(paths.contains("/bounces") && paths.contains("/messages/outbound") && !paths.contains("/templates"), "{paths:?}");
+    assert!(
+        paths.contains("/bounces") && paths.contains("/messages/outbound") && !paths.contains("/templates"),
+        "{paths:?}"
+    );
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(env.path("s.json")).unwrap()).unwrap();
     assert_eq!(summary["status"], "ok");
     assert_eq!(summary["exit_code"], 0);
@@ -308,7 +357,10 @@ fn streams_flag_summary_json_json_logs_and_completions() {
     assert!(summary["requests"].as_u64().unwrap() > 0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let json_lines = stderr.lines().filter(|l| l.starts_with('{')).count();
-    assert!(json_lines > 0 && stderr.lines().filter(|l| l.starts_with('{')).all(|l| serde_json::from_str::<Value>(l).is_ok()), "{stderr}");
+    assert!(
+        json_lines > 0 && stderr.lines().filter(|l| l.starts_with('{')).all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "{stderr}"
+    );
 
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "nope", "--summary-json", "f.json"]);
     assert_eq!(out.status.code(), Some(9));
@@ -344,7 +396,17 @@ fn report_renders_charts_in_chromium() {
         .expect("headless Chromium is needed for this test: apt-get install chromium (.ci/run does)");
     let shot = env.path("report.png");
     let status = std::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
         .arg(format!("--user-data-dir={}", env.path("chromium").display()))
         .arg("--window-size=1000,2600")
         .arg(format!("--screenshot={}", shot.display()))
@@ -360,8 +422,18 @@ fn report_renders_charts_in_chromium() {
     let info = reader.next_frame(&mut buf).unwrap();
     let channels = info.color_type.samples();
     let pixels = &buf[..info.buffer_size()];
-    let count = |rgb: [u8; 3]| pixels.chunks(channels).filter(|p| p[0].abs_diff(rgb[0]) < 8 && p[1].abs_diff(rgb[1]) < 8 && p[2].abs_diff(rgb[2]) < 8).count();
-    for (name, rgb) in [("blue", [0x2f, 0x6f, 0xde]), ("orange", [0xe4, 0x57, 0x2e]), ("teal", [0x17, 0xa3, 0x98]), ("yellow", [0xf3, 0xa7, 0x12])] {
+    let count = |rgb: [u8; 3]| {
+        pixels
+            .chunks(channels)
+            .filter(|p| p[0].abs_diff(rgb[0]) < 8 && p[1].abs_diff(rgb[1]) < 8 && p[2].abs_diff(rgb[2]) < 8)
+            .count()
+    };
+    for (name, rgb) in [
+        ("blue", [0x2f, 0x6f, 0xde]),
+        ("orange", [0xe4, 0x57, 0x2e]),
+        ("teal", [0x17, 0xa3, 0x98]),
+        ("yellow", [0xf3, 0xa7, 0x12]),
+    ] {
         assert!(count(rgb) > 500, "the screenshot has almost no {name} chart pixels");
     }
 }
@@ -375,9 +447,19 @@ fn dry_run_shows_the_plan_and_touches_nothing() {
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--dry-run"]);
     assert_ok(&out);
     let plan = String::from_utf8_lossy(&out.stdout);
-    let line = plan.lines().find(|l| l.starts_with("messages_outbound") && l.contains("outbound ")).unwrap_or_else(|| panic!("{plan}"));
-    assert!(line.contains("GET /messages/outbound?count=500&offset=0&fromdate=") && line.contains("messagestream=outbound"), "{line}");
-    assert!(plan.lines().any(|l| l.starts_with("stats_outbound_sends") && l.contains("/stats/outbound/sends?fromdate=")), "{plan}");
+    let line = plan
+        .lines()
+        .find(|l| l.starts_with("messages_outbound") && l.contains("outbound "))
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(
+        line.contains("GET /messages/outbound?count=500&offset=0&fromdate=") && line.contains("messagestream=outbound"),
+        "{line}"
+    );
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("stats_outbound_sends") && l.contains("/stats/outbound/sends?fromdate=")),
+        "{plan}"
+    );
     let paths: std::collections::HashSet<String> = env.fake.requests().into_iter().map(|r| r.path).collect();
     let expected: std::collections::HashSet<String> = ["/server", "/message-streams"].iter().map(|s| s.to_string()).collect();
     assert_eq!(paths, expected);

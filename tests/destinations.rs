@@ -57,7 +57,9 @@ fn singer_output_is_valid_line_by_line() {
             }
             Some("RECORD") => {
                 let stream = stream.expect("RECORD has a stream");
-                let v = validators.get(&stream).unwrap_or_else(|| panic!("line {i}: RECORD of {stream} before its SCHEMA"));
+                let v = validators
+                    .get(&stream)
+                    .unwrap_or_else(|| panic!("line {i}: RECORD of {stream} before its SCHEMA"));
                 if let Err(e) = v.validate(&line["record"]) {
                     panic!("line {i}: {stream} record does not match its schema: {e}\n{}", line["record"]);
                 }
@@ -86,7 +88,8 @@ fn singer_second_run_from_state_is_incremental() {
     let state = lines.iter().rev().find(|l| l["type"] == "STATE").unwrap()["value"].clone();
     std::fs::write(env.path("state.json"), state.to_string()).unwrap();
     let now = Utc::now();
-    env.fake.add_messages(generate::between(8, "outbound", now - ChronoDuration::seconds(5), now, 0));
+    env.fake
+        .add_messages(generate::between(8, "outbound", now - ChronoDuration::seconds(5), now, 0));
     std::thread::sleep(Duration::from_millis(1100));
     env.fake.add_messages(generate::between(9, "outbound", now, Utc::now(), 30));
     env.fake.clear_requests();
@@ -182,8 +185,14 @@ fn parquet_killed_then_resumed_exactly_once() {
     for day in std::fs::read_dir(env.path("lake/messages_outbound")).unwrap() {
         let day = day.unwrap().path();
         let name = day.file_name().unwrap().to_str().unwrap().to_string();
-        assert!(name.starts_with("date=") && chrono::NaiveDate::parse_from_str(&name[5..], "%Y-%m-%d").is_ok(), "{name}");
-        let files: Vec<String> = std::fs::read_dir(&day).unwrap().map(|f| f.unwrap().file_name().to_str().unwrap().to_string()).collect();
+        assert!(
+            name.starts_with("date=") && chrono::NaiveDate::parse_from_str(&name[5..], "%Y-%m-%d").is_ok(),
+            "{name}"
+        );
+        let files: Vec<String> = std::fs::read_dir(&day)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_str().unwrap().to_string())
+            .collect();
         assert_eq!(files, vec!["part-000001.parquet".to_string()], "{name}");
     }
     assert!(!env.path("lake/.staging").exists());
@@ -204,9 +213,21 @@ fn state_flag_overrides_stored_state() {
     env.fake.clear_requests();
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--state", "older.json"]);
     assert_ok(&out);
-    let first = env.fake.requests().into_iter().find(|r| r.path == "/messages/outbound").expect("a messages request");
-    let expected = postmark_elt::streams::window::eastern_wall_clock(from - ChronoDuration::minutes(60)).format("%Y-%m-%dT%H:%M").to_string();
-    assert!(first.param("fromdate").unwrap().starts_with(&expected), "{:?} vs {expected}: {}", first.param("fromdate"), text(&out));
+    let first = env
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/messages/outbound")
+        .expect("a messages request");
+    let expected = postmark_elt::streams::window::eastern_wall_clock(from - ChronoDuration::minutes(60))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    assert!(
+        first.param("fromdate").unwrap().starts_with(&expected),
+        "{:?} vs {expected}: {}",
+        first.param("fromdate"),
+        text(&out)
+    );
 }
 
 /// kill -9 at many points (seeded) of syncs into DuckDB and Parquet, each followed by a run that
@@ -219,8 +240,15 @@ fn many_kill_points_lose_and_double_nothing() {
     };
     let env = days_of_mail(config, 4_000);
     // DuckDB commits every second (not the default 10 s), so that kills land between commits.
-    let cfg = env.config(eastern_days_ago(4), json!({"message_streams": ["outbound"], "max_concurrency": 2, "commit_interval_seconds": 1}));
-    std::fs::write(env.path("m.json"), r#"{"streams":[{"tap_stream_id":"messages_outbound","selected":true},{"tap_stream_id":"messages_opens","selected":true}]}"#).unwrap();
+    let cfg = env.config(
+        eastern_days_ago(4),
+        json!({"message_streams": ["outbound"], "max_concurrency": 2, "commit_interval_seconds": 1}),
+    );
+    std::fs::write(
+        env.path("m.json"),
+        r#"{"streams":[{"tap_stream_id":"messages_outbound","selected":true},{"tap_stream_id":"messages_opens","selected":true}]}"#,
+    )
+    .unwrap();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         x ^= x << 13;
@@ -247,7 +275,10 @@ fn many_kill_points_lose_and_double_nothing() {
         assert_eq!(rows, unique.len(), "{dest}: duplicates");
         assert_eq!(unique, env.truth(), "{dest}: missing rows");
         let opens = if dest == "duckdb" {
-            common::scalar(&env.path(path), "SELECT count(*) - count(DISTINCT (message_id, recipient, received_at)) FROM messages_opens")
+            common::scalar(
+                &env.path(path),
+                "SELECT count(*) - count(DISTINCT (message_id, recipient, received_at)) FROM messages_opens",
+            )
         } else {
             0
         };

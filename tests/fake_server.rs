@@ -44,7 +44,10 @@ async fn fake_follows_the_reference() {
         .iter()
         .map(|m| {
             let raw = m["ReceivedAt"].as_str().unwrap();
-            assert!(raw.len() == "2025-06-03T09:14:07.5512093-04:00".len() && (raw.ends_with("-04:00") || raw.ends_with("-05:00")), "{raw}");
+            assert!(
+                raw.len() == "2025-06-03T09:14:07.5512093-04:00".len() && (raw.ends_with("-04:00") || raw.ends_with("-05:00")),
+                "{raw}"
+            );
             DateTime::parse_from_rfc3339(raw).unwrap().with_timezone(&Utc)
         })
         .collect();

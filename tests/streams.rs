@@ -21,7 +21,8 @@ fn busy_env(config: FakeConfig) -> Env {
     let env = Env::with_config(config, messages);
     env.fake.generate_events(7);
     let now = Utc::now();
-    env.fake.with_data(0, |d| d.add_inbound(generate::inbound(3, now - Duration::days(3), now, 400)));
+    env.fake
+        .with_data(0, |d| d.add_inbound(generate::inbound(3, now - Duration::days(3), now, 400)));
     env
 }
 
@@ -48,7 +49,11 @@ fn event_keys(events: &[Event], with_link: bool) -> HashSet<String> {
         .iter()
         .map(|e| {
             let at = ts(e.received_at.with_timezone(&Utc).trunc_micros());
-            if with_link { format!("{}|{}|{}|{at}", e.message_id, e.recipient, e.link) } else { format!("{}|{}|{at}", e.message_id, e.recipient) }
+            if with_link {
+                format!("{}|{}|{}|{at}", e.message_id, e.recipient, e.link)
+            } else {
+                format!("{}|{}|{at}", e.message_id, e.recipient)
+            }
         })
         .collect()
 }
@@ -77,12 +82,32 @@ fn every_stream_loads_completely_once_and_without_secrets() {
     let truth = env.fake.visible(0);
 
     let ids = |sql: &str| rows(&db, sql);
-    assert_same(&ids("SELECT message_id FROM messages_outbound"), &truth.messages.iter().map(|m| m.id.clone()).collect(), "messages_outbound");
-    assert_same(&ids("SELECT id::VARCHAR FROM bounces"), &truth.bounces.iter().map(|b| b.id.to_string()).collect(), "bounces");
-    assert_same(&ids("SELECT message_id FROM messages_inbound"), &truth.inbound.iter().map(|i| i.id.clone()).collect(), "messages_inbound");
+    assert_same(
+        &ids("SELECT message_id FROM messages_outbound"),
+        &truth.messages.iter().map(|m| m.id.clone()).collect(),
+        "messages_outbound",
+    );
+    assert_same(
+        &ids("SELECT id::VARCHAR FROM bounces"),
+        &truth.bounces.iter().map(|b| b.id.to_string()).collect(),
+        "bounces",
+    );
+    assert_same(
+        &ids("SELECT message_id FROM messages_inbound"),
+        &truth.inbound.iter().map(|i| i.id.clone()).collect(),
+        "messages_inbound",
+    );
     assert!(truth.inbound.iter().any(|i| i.status == "Blocked"), "the data set has blocked inbound mail");
-    assert_same(&ids("SELECT message_id, recipient, received_at FROM messages_opens"), &event_keys(&truth.opens, false), "messages_opens");
-    assert_same(&ids("SELECT message_id, recipient, original_link, received_at FROM messages_clicks"), &event_keys(&truth.clicks, true), "messages_clicks");
+    assert_same(
+        &ids("SELECT message_id, recipient, received_at FROM messages_opens"),
+        &event_keys(&truth.opens, false),
+        "messages_opens",
+    );
+    assert_same(
+        &ids("SELECT message_id, recipient, original_link, received_at FROM messages_clicks"),
+        &event_keys(&truth.clicks, true),
+        "messages_clicks",
+    );
     for (table, key) in [
         ("messages_outbound", "message_id"),
         ("bounces", "id"),
@@ -98,13 +123,29 @@ fn every_stream_loads_completely_once_and_without_secrets() {
     // message_events: one Delivered per recipient, every open, click and bounce.
     let recipients: usize = truth.messages.iter().map(|m| m.to.len()).sum();
     assert_eq!(scalar(&db, "SELECT count(*) FROM message_events WHERE type = 'Delivered'") as usize, recipients);
-    assert_eq!(scalar(&db, "SELECT count(*) FROM message_events WHERE type = 'Opened'") as usize, truth.opens.len());
-    assert_eq!(scalar(&db, "SELECT count(*) FROM message_events WHERE type = 'Bounced'") as usize, truth.bounces.len());
-    assert_eq!(scalar(&db, "SELECT count(*) FROM message_events WHERE details['BounceID'] IS NOT NULL") as usize, truth.bounces.len());
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM message_events WHERE type = 'Opened'") as usize,
+        truth.opens.len()
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM message_events WHERE type = 'Bounced'") as usize,
+        truth.bounces.len()
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM message_events WHERE details['BounceID'] IS NOT NULL") as usize,
+        truth.bounces.len()
+    );
     // bounce_dumps: one row per bounce (all are younger than the 30 days Postmark keeps dumps),
     // holding that bounce's source; one request per bounce, none for anything else.
-    assert_same(&ids("SELECT bounce_id::VARCHAR FROM bounce_dumps"), &truth.bounces.iter().map(|b| b.id.to_string()).collect(), "bounce_dumps");
-    assert_eq!(scalar(&db, "SELECT count(*) FROM bounce_dumps WHERE body NOT LIKE '%(bounce ' || bounce_id || ')%'"), 0);
+    assert_same(
+        &ids("SELECT bounce_id::VARCHAR FROM bounce_dumps"),
+        &truth.bounces.iter().map(|b| b.id.to_string()).collect(),
+        "bounce_dumps",
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM bounce_dumps WHERE body NOT LIKE '%(bounce ' || bounce_id || ')%'"),
+        0
+    );
     assert_eq!(scalar(&db, "SELECT count(*) - count(DISTINCT bounce_id) FROM bounce_dumps"), 0);
     // Full tables.
     assert_eq!(scalar(&db, "SELECT count(*) FROM inbound_rules WHERE server_id = 118822"), 3);
@@ -112,13 +153,33 @@ fn every_stream_loads_completely_once_and_without_secrets() {
     assert_eq!(scalar(&db, "SELECT count(*) FROM templates"), 7);
     assert_eq!(scalar(&db, "SELECT count(*) FROM message_streams"), 3);
     assert_eq!(scalar(&db, "SELECT count(*) FROM webhooks"), 2);
-    assert_eq!(scalar(&db, "SELECT count(*) FROM server WHERE id = 118822 AND name = 'Fake Shop Production'"), 1);
-    let inactive: HashSet<(String, String)> = truth.bounces.iter().filter(|b| b.inactive).map(|b| (b.stream.clone(), b.email.clone())).collect();
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM server WHERE id = 118822 AND name = 'Fake Shop Production'"),
+        1
+    );
+    let inactive: HashSet<(String, String)> = truth
+        .bounces
+        .iter()
+        .filter(|b| b.inactive)
+        .map(|b| (b.stream.clone(), b.email.clone()))
+        .collect();
     assert_eq!(scalar(&db, "SELECT count(*) FROM suppressions") as usize, inactive.len());
-    assert_eq!(scalar(&db, "SELECT inactive_mails FROM delivery_stats WHERE name = 'All'") as usize, inactive.iter().map(|(_, e)| e).collect::<HashSet<_>>().len());
+    assert_eq!(
+        scalar(&db, "SELECT inactive_mails FROM delivery_stats WHERE name = 'All'") as usize,
+        inactive.iter().map(|(_, e)| e).collect::<HashSet<_>>().len()
+    );
     // Scope columns and falsy values.
-    assert_eq!(scalar(&db, "SELECT count(*) FROM messages_opens WHERE server_id IS DISTINCT FROM 118822 OR message_stream IS NULL"), 0);
-    assert!(scalar(&db, "SELECT count(*) FROM messages_opens WHERE read_seconds = 0") > 0, "zero read seconds kept");
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM messages_opens WHERE server_id IS DISTINCT FROM 118822 OR message_stream IS NULL"
+        ),
+        0
+    );
+    assert!(
+        scalar(&db, "SELECT count(*) FROM messages_opens WHERE read_seconds = 0") > 0,
+        "zero read seconds kept"
+    );
     assert!(scalar(&db, "SELECT count(*) FROM templates WHERE NOT active") == 1, "false kept");
     // No secrets anywhere in the warehouse.
     let everything = dump_all(&db);
@@ -144,28 +205,53 @@ fn stats_equal_the_generated_data() {
         let sent: usize = truth.messages.iter().filter(|m| m.stream == stream).map(|m| m.to.len()).sum();
         let q = |sql: &str| scalar(&db, &sql.replace("$S", stream));
         assert_eq!(q("SELECT sum(sent) FROM stats_outbound_sends WHERE message_stream = '$S'") as usize, sent);
-        assert_eq!(q("SELECT count(*) FROM stats_outbound_sends WHERE message_stream = '$S'"), days, "one row per day, zeros included");
+        assert_eq!(
+            q("SELECT count(*) FROM stats_outbound_sends WHERE message_stream = '$S'"),
+            days,
+            "one row per day, zeros included"
+        );
         let opens = truth.opens.iter().filter(|e| e.stream == stream).count();
         assert_eq!(q("SELECT sum(opens) FROM stats_outbound_opens WHERE message_stream = '$S'") as usize, opens);
-        assert_eq!(q("SELECT sum(desktop + mobile + web_mail + \"unknown\") FROM stats_outbound_platforms WHERE message_stream = '$S'") as usize, opens);
+        assert_eq!(
+            q("SELECT sum(desktop + mobile + web_mail + \"unknown\") FROM stats_outbound_platforms WHERE message_stream = '$S'") as usize,
+            opens
+        );
         assert_eq!(q("SELECT sum(count) FROM stats_outbound_clients WHERE message_stream = '$S'") as usize, opens);
         let clicks = truth.clicks.iter().filter(|e| e.stream == stream).count();
         assert_eq!(q("SELECT sum(clicks) FROM stats_outbound_clicks WHERE message_stream = '$S'") as usize, clicks);
-        assert_eq!(q("SELECT sum(html + text) FROM stats_outbound_click_locations WHERE message_stream = '$S'") as usize, clicks);
-        assert_eq!(q("SELECT sum(count) FROM stats_outbound_browser_families WHERE message_stream = '$S'") as usize, clicks);
+        assert_eq!(
+            q("SELECT sum(html + text) FROM stats_outbound_click_locations WHERE message_stream = '$S'") as usize,
+            clicks
+        );
+        assert_eq!(
+            q("SELECT sum(count) FROM stats_outbound_browser_families WHERE message_stream = '$S'") as usize,
+            clicks
+        );
         let hard = truth.bounces.iter().filter(|b| b.stream == stream && b.kind == "HardBounce").count();
-        assert_eq!(q("SELECT sum(hard_bounce) FROM stats_outbound_bounces WHERE message_stream = '$S'") as usize, hard);
+        assert_eq!(
+            q("SELECT sum(hard_bounce) FROM stats_outbound_bounces WHERE message_stream = '$S'") as usize,
+            hard
+        );
         let spam = truth.bounces.iter().filter(|b| b.stream == stream && b.kind == "SpamComplaint").count();
-        assert_eq!(q("SELECT sum(spam_complaint) FROM stats_outbound_spam WHERE message_stream = '$S'") as usize, spam);
+        assert_eq!(
+            q("SELECT sum(spam_complaint) FROM stats_outbound_spam WHERE message_stream = '$S'") as usize,
+            spam
+        );
         assert_eq!(q("SELECT sum(sent) FROM stats_outbound_overview WHERE message_stream = '$S'") as usize, sent);
-        assert_eq!(q("SELECT sum(total_clicks) FROM stats_outbound_overview WHERE message_stream = '$S'") as usize, clicks);
+        assert_eq!(
+            q("SELECT sum(total_clicks) FROM stats_outbound_overview WHERE message_stream = '$S'") as usize,
+            clicks
+        );
     }
     // Per day, too: opens by Eastern day.
     let mut by_day: BTreeMap<String, i64> = BTreeMap::new();
     for e in truth.opens.iter().filter(|e| e.stream == "outbound") {
         *by_day.entry(e.received_at.with_timezone(&New_York).date_naive().to_string()).or_default() += 1;
     }
-    let loaded = rows(&db, "SELECT date::VARCHAR, opens FROM stats_outbound_opens WHERE message_stream = 'outbound' AND opens > 0");
+    let loaded = rows(
+        &db,
+        "SELECT date::VARCHAR, opens FROM stats_outbound_opens WHERE message_stream = 'outbound' AND opens > 0",
+    );
     let expected: HashSet<String> = by_day.iter().map(|(d, n)| format!("{d}|{n}")).collect();
     assert_same(&loaded, &expected, "opens per day");
 }
@@ -180,9 +266,19 @@ fn late_opens_are_picked_up_by_the_next_run() {
     let before = scalar(&db, "SELECT count(*) FROM messages_opens");
 
     // Late opens now, for messages sent three days ago.
-    let old: Vec<_> = env.fake.visible(0).messages.into_iter().filter(|m| m.received_at < Utc::now() - Duration::days(2)).take(25).collect();
+    let old: Vec<_> = env
+        .fake
+        .visible(0)
+        .messages
+        .into_iter()
+        .filter(|m| m.received_at < Utc::now() - Duration::days(2))
+        .take(25)
+        .collect();
     let mut rng = fake_postmark::rng(99);
-    let late: Vec<Event> = old.iter().map(|m| generate::event(&mut rng, m, &m.to[0].0, Utc::now() - Duration::seconds(30), false, false)).collect();
+    let late: Vec<Event> = old
+        .iter()
+        .map(|m| generate::event(&mut rng, m, &m.to[0].0, Utc::now() - Duration::seconds(30), false, false))
+        .collect();
     env.fake.with_data(0, |d| d.add_opens(late.clone()));
     assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
     assert_eq!(scalar(&db, "SELECT count(*) FROM messages_opens"), before + 25);
@@ -208,7 +304,14 @@ fn more_than_ten_thousand_opens_are_all_loaded() {
         // Only messages sent with open tracking can be opened.
         for m in messages.iter().filter(|m| m.track_opens) {
             for k in 0..4 {
-                opens.push(generate::event(&mut rng, m, &m.to[0].0, m.received_at + Duration::minutes(10 + k), k == 0, false));
+                opens.push(generate::event(
+                    &mut rng,
+                    m,
+                    &m.to[0].0,
+                    m.received_at + Duration::minutes(10 + k),
+                    k == 0,
+                    false,
+                ));
             }
         }
         env.fake.with_data(0, |d| d.add_opens(opens));
@@ -232,13 +335,20 @@ fn more_than_ten_thousand_opens_are_all_loaded() {
 fn catalog_selects_streams() {
     let env = busy_env(FakeConfig::default());
     let cfg = env.config(eastern_days_ago(4), json!({}));
-    std::fs::write(env.path("bounces.json"), r#"{"streams":[{"tap_stream_id":"bounces","selected":true},{"tap_stream_id":"messages_outbound","selected":false}]}"#).unwrap();
+    std::fs::write(
+        env.path("bounces.json"),
+        r#"{"streams":[{"tap_stream_id":"bounces","selected":true},{"tap_stream_id":"messages_outbound","selected":false}]}"#,
+    )
+    .unwrap();
     assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap(), "--catalog", "bounces.json"]));
     let paths: HashSet<String> = env.fake.requests().into_iter().map(|r| r.path).collect();
     let expected: HashSet<String> = ["/server", "/message-streams", "/bounces"].iter().map(|s| s.to_string()).collect();
     assert_eq!(paths, expected);
     let db = env.path("postmark.duckdb");
-    assert_eq!(scalar(&db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'messages_outbound'"), 0);
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'messages_outbound'"),
+        0
+    );
     assert_eq!(scalar(&db, "SELECT count(*) FROM bounces") as usize, env.fake.visible(0).bounces.len());
 }
 
@@ -263,7 +373,9 @@ fn several_servers_through_the_account() {
     let env = busy_env(FakeConfig::default());
     let second = env.fake.add_server("Fake Shop Staging", "second-server-token", default_streams());
     let now = Utc::now();
-    env.fake.with_data(1, |d| d.add_messages(generate::between(77, "outbound", now - Duration::days(1), now - Duration::hours(1), 250)));
+    env.fake.with_data(1, |d| {
+        d.add_messages(generate::between(77, "outbound", now - Duration::days(1), now - Duration::hours(1), 250))
+    });
     let path = env.path("account.json");
     std::fs::write(
         &path,
@@ -277,14 +389,20 @@ fn several_servers_through_the_account() {
     assert_ok(&out);
     let db = env.path("postmark.duckdb");
     let first = env.fake.visible(0);
-    assert_eq!(scalar(&db, "SELECT count(*) FROM messages_outbound WHERE server_id = 118822") as usize, first.messages.len());
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM messages_outbound WHERE server_id = 118822") as usize,
+        first.messages.len()
+    );
     assert_eq!(scalar(&db, &format!("SELECT count(*) FROM messages_outbound WHERE server_id = {second}")), 250);
     assert_eq!(scalar(&db, "SELECT count(DISTINCT server_id) FROM templates"), 2);
     assert_eq!(scalar(&db, "SELECT count(*) FROM servers"), 2);
     assert_eq!(scalar(&db, "SELECT count(*) FROM domains"), 2);
     assert_eq!(scalar(&db, "SELECT count(*) FROM sender_signatures"), 1);
     let everything = dump_all(&db);
-    assert!(!everything.contains("second-server-token") && !everything.contains(env.fake.token()), "server tokens reached the warehouse");
+    assert!(
+        !everything.contains("second-server-token") && !everything.contains(env.fake.token()),
+        "server tokens reached the warehouse"
+    );
     // Bookmarks are kept per server.
     let state = common::duckdb_state(&db);
     assert!(state["bookmarks"]["messages_outbound"][format!("{second}/outbound")].is_object(), "{state}");
@@ -294,9 +412,18 @@ fn several_servers_through_the_account() {
 /// streams are listed once per run however many streams ask for them.
 #[test]
 fn streams_run_side_by_side_and_listings_are_fetched_once() {
-    let env = busy_env(FakeConfig { latency: std::time::Duration::from_millis(20), ..FakeConfig::default() });
+    let env = busy_env(FakeConfig {
+        latency: std::time::Duration::from_millis(20),
+        ..FakeConfig::default()
+    });
     let cfg = env.config(eastern_days_ago(4), json!({}));
-    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "messages_outbound,messages_opens,bounces"]);
+    let out = env.run(&[
+        "sync",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--streams",
+        "messages_outbound,messages_opens,bounces",
+    ]);
     assert_ok(&out);
     let requests = env.fake.requests();
     let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
@@ -308,7 +435,10 @@ fn streams_run_side_by_side_and_listings_are_fetched_once() {
         first("/messages/outbound/opens") < last("/messages/outbound") && first("/bounces") < last("/messages/outbound"),
         "streams were read one after another: {paths:?}"
     );
-    assert_eq!(scalar(&env.path("postmark.duckdb"), "SELECT count(*) FROM messages_outbound") as usize, env.fake.visible(0).messages.len());
+    assert_eq!(
+        scalar(&env.path("postmark.duckdb"), "SELECT count(*) FROM messages_outbound") as usize,
+        env.fake.visible(0).messages.len()
+    );
 }
 
 /// Per-record streams skip a record the API no longer has (their declared error rule: 422 with
@@ -319,22 +449,63 @@ fn per_record_streams_skip_records_gone_from_the_api() {
     let env = busy_env(FakeConfig::default());
     let truth = env.fake.visible(0);
     let (gone_message, gone_bounce) = (truth.messages[0].id.clone(), truth.bounces[0].id);
-    env.fake.push_faults(&format!("/messages/outbound/{gone_message}/details"), [Fault::Api { status: 422, code: 701, message: "This message was not found.".into() }]);
-    env.fake.push_faults(&format!("/bounces/{gone_bounce}/dump"), [Fault::Api { status: 422, code: 1001, message: "The dump is no longer available.".into() }]);
+    env.fake.push_faults(
+        &format!("/messages/outbound/{gone_message}/details"),
+        [Fault::Api {
+            status: 422,
+            code: 701,
+            message: "This message was not found.".into(),
+        }],
+    );
+    env.fake.push_faults(
+        &format!("/bounces/{gone_bounce}/dump"),
+        [Fault::Api {
+            status: 422,
+            code: 1001,
+            message: "The dump is no longer available.".into(),
+        }],
+    );
     let cfg = env.config(eastern_days_ago(4), json!({}));
-    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "message_events,bounce_dumps", "--summary-json", "s.json"]);
+    let out = env.run(&[
+        "sync",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--streams",
+        "message_events,bounce_dumps",
+        "--summary-json",
+        "s.json",
+    ]);
     assert_ok(&out);
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(env.path("s.json")).unwrap()).unwrap();
-    let skipped = |stream: &str| summary["streams"].as_array().unwrap().iter().filter(|s| s["stream"] == stream).map(|s| s["skipped"].as_u64().unwrap()).sum::<u64>();
+    let skipped = |stream: &str| {
+        summary["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["stream"] == stream)
+            .map(|s| s["skipped"].as_u64().unwrap())
+            .sum::<u64>()
+    };
     assert_eq!((skipped("message_events"), skipped("bounce_dumps")), (1, 1), "{summary}");
     let db = env.path("postmark.duckdb");
     let others: HashSet<String> = truth.messages.iter().filter(|m| m.id != gone_message).map(|m| m.id.clone()).collect();
-    assert_same(&rows(&db, "SELECT DISTINCT message_id FROM message_events WHERE type = 'Delivered'"), &others, "message_events");
+    assert_same(
+        &rows(&db, "SELECT DISTINCT message_id FROM message_events WHERE type = 'Delivered'"),
+        &others,
+        "message_events",
+    );
     let bounces: HashSet<String> = truth.bounces.iter().filter(|b| b.id != gone_bounce).map(|b| b.id.to_string()).collect();
     assert_same(&rows(&db, "SELECT bounce_id::VARCHAR FROM bounce_dumps"), &bounces, "bounce_dumps");
 
     // Another ErrorCode on the same status is not in the rules: the run fails (exit 5).
-    env.fake.push_faults(&format!("/bounces/{gone_bounce}/dump"), [Fault::Api { status: 422, code: 1000, message: "Invalid bounce query.".into() }]);
+    env.fake.push_faults(
+        &format!("/bounces/{gone_bounce}/dump"),
+        [Fault::Api {
+            status: 422,
+            code: 1000,
+            message: "Invalid bounce query.".into(),
+        }],
+    );
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "bounce_dumps", "--path", "fresh.duckdb"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(text(&out).contains("ErrorCode 1000"), "{}", text(&out));

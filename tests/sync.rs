@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use chrono_tz::America::New_York;
 use common::{Env, assert_ok, duckdb_ids, duckdb_state, text};
-use fake_postmark::{Fault, FakeConfig, generate};
+use fake_postmark::{FakeConfig, Fault, generate};
 use postmark_elt::streams::window::eastern_wall_clock;
 use serde_json::json;
 
@@ -95,8 +95,10 @@ fn second_run_is_incremental_without_duplicates() {
     // New messages after the bookmark, and late ones inside the overlap before it.
     std::thread::sleep(Duration::from_millis(1100));
     let now = Utc::now();
-    env.fake.add_messages(generate::between(77, "outbound", bookmark + ChronoDuration::milliseconds(1), now, 40));
-    env.fake.add_messages(generate::between(78, "outbound", bookmark - ChronoDuration::minutes(30), bookmark, 7));
+    env.fake
+        .add_messages(generate::between(77, "outbound", bookmark + ChronoDuration::milliseconds(1), now, 40));
+    env.fake
+        .add_messages(generate::between(78, "outbound", bookmark - ChronoDuration::minutes(30), bookmark, 7));
     env.fake.clear_requests();
 
     assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
@@ -126,9 +128,21 @@ fn daylight_saving_days_load_completely() {
     messages.extend(generate::day(1, "outbound", fall, 9_000));
     // 4,000 messages in 04:30Z..07:30Z: across both passes of 01:00-01:59 on Nov 1.
     let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-    messages.extend(generate::between(2, "outbound", utc("2026-11-01T04:30:00Z"), utc("2026-11-01T07:30:00Z"), 4_000));
+    messages.extend(generate::between(
+        2,
+        "outbound",
+        utc("2026-11-01T04:30:00Z"),
+        utc("2026-11-01T07:30:00Z"),
+        4_000,
+    ));
     messages.extend(generate::day(3, "outbound", spring, 9_000));
-    messages.extend(generate::between(4, "outbound", utc("2026-03-08T06:00:00Z"), utc("2026-03-08T08:00:00Z"), 4_000));
+    messages.extend(generate::between(
+        4,
+        "outbound",
+        utc("2026-03-08T06:00:00Z"),
+        utc("2026-03-08T08:00:00Z"),
+        4_000,
+    ));
     let env = Env::with_config(config, messages);
     let cfg = env.config(
         utc("2026-03-07T00:00:00Z"),
@@ -166,7 +180,10 @@ fn survives_rate_limits_and_server_errors() {
         ],
     );
     // Ten failures in a row on one request: more than the default 8 retries allow.
-    let cfg = env.config(start_of(today - ChronoDuration::days(2)), json!({"message_streams": ["outbound"], "max_retries": 12}));
+    let cfg = env.config(
+        start_of(today - ChronoDuration::days(2)),
+        json!({"message_streams": ["outbound"], "max_retries": 12}),
+    );
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
     assert_ok(&out);
     let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
@@ -217,7 +234,10 @@ fn hung_response_times_out_and_is_retried() {
     let today = today_eastern();
     let env = Env::new(generate::day(11, "outbound", today - ChronoDuration::days(1), 1_200));
     env.fake.push_faults("offset=500", [Fault::Hang(Duration::from_secs(5))]);
-    let cfg = env.config(start_of(today - ChronoDuration::days(2)), json!({"message_streams": ["outbound"], "request_timeout_seconds": 1}));
+    let cfg = env.config(
+        start_of(today - ChronoDuration::days(2)),
+        json!({"message_streams": ["outbound"], "request_timeout_seconds": 1}),
+    );
     let started = std::time::Instant::now();
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
     assert_ok(&out);
@@ -233,12 +253,20 @@ fn validation_error_is_not_retried() {
     let env = Env::new(generate::day(12, "outbound", today - ChronoDuration::days(1), 100));
     env.fake.push_faults(
         "/messages/outbound",
-        [Fault::Api { status: 422, code: 700, message: "Count + Offset cannot exceed 10000 messages.".into() }],
+        [Fault::Api {
+            status: 422,
+            code: 700,
+            message: "Count + Offset cannot exceed 10000 messages.".into(),
+        }],
     );
     let cfg = env.config(start_of(today - ChronoDuration::days(2)), json!({"message_streams": ["outbound"]}));
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(text(&out).contains("HTTP 422, Postmark ErrorCode 700: Count + Offset cannot exceed 10000 messages."), "{}", text(&out));
+    assert!(
+        text(&out).contains("HTTP 422, Postmark ErrorCode 700: Count + Offset cannot exceed 10000 messages."),
+        "{}",
+        text(&out)
+    );
     let pages = env.fake.requests().iter().filter(|r| r.path == "/messages/outbound").count();
     assert_eq!(pages, 1, "a 422 was retried");
 }
@@ -261,7 +289,12 @@ fn shifted_pages_are_read_again_and_load_exactly_once() {
     let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
     assert_eq!((rows, distinct), (1_200, 1_200));
     assert_eq!(ids, env.truth());
-    let first_pages = env.fake.requests().iter().filter(|r| r.path == "/messages/outbound" && r.param("offset") == Some("0")).count();
+    let first_pages = env
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/messages/outbound" && r.param("offset") == Some("0"))
+        .count();
     assert_eq!(first_pages, 2, "the window was not probed again from its start");
 }
 
@@ -271,13 +304,21 @@ fn shifted_pages_are_read_again_and_load_exactly_once() {
 fn window_that_never_settles_fails_without_committing_its_rows() {
     let today = today_eastern();
     let env = Env::new(generate::day(22, "outbound", today - ChronoDuration::days(2), 1_200));
-    env.fake.push_faults("/messages/outbound", std::iter::repeat_n(Fault::Body(SHIFTED_PAGE.to_string()), 20));
+    env.fake
+        .push_faults("/messages/outbound", std::iter::repeat_n(Fault::Body(SHIFTED_PAGE.to_string()), 20));
     let cfg = env.config(start_of(today - ChronoDuration::days(3)), json!({"message_streams": ["outbound"]}));
     let out = env.run(&["sync", "--streams", "messages_outbound", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("reading the window again").count(), 3, "{stderr}");
-    assert!(stderr.lines().last().unwrap_or_default().contains("3 times; nothing from this window was committed"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains("3 times; nothing from this window was committed"),
+        "{stderr}"
+    );
     let db = env.path("postmark.duckdb");
     assert_eq!(duckdb_ids(&db).0, 0, "rows of an unsettled window were committed");
     assert_eq!(common::scalar(&db, "SELECT count(*) FROM _postmark_elt_state"), 0, "a state was saved");
@@ -307,12 +348,19 @@ fn new_fields_warn_once_and_wrong_types_stop_clearly() {
     let env = Env::new(Vec::new());
     let cfg = env.config(start_of(today - ChronoDuration::days(1)), json!({"message_streams": ["outbound"]}));
     std::fs::write(env.path("m.json"), r#"{"streams":[{"tap_stream_id":"messages_outbound","selected":true}]}"#).unwrap();
-    let bad = page_with(&format!("{},{}", rec("good-1", ""), rec("bad-2", "").replace(r#""TrackOpens":true"#, r#""TrackOpens":"yes""#)));
+    let bad = page_with(&format!(
+        "{},{}",
+        rec("good-1", ""),
+        rec("bad-2", "").replace(r#""TrackOpens":true"#, r#""TrackOpens":"yes""#)
+    ));
     env.fake.push_faults("/messages/outbound", [Fault::Body(bad)]);
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--catalog", "m.json"]);
     assert_eq!(out.status.code(), Some(10), "{}", text(&out));
     let last = String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().to_string();
-    assert!(last.contains("messages_outbound") && last.contains("TrackOpens") && last.contains("bad-2"), "{last}");
+    assert!(
+        last.contains("messages_outbound") && last.contains("TrackOpens") && last.contains("bad-2"),
+        "{last}"
+    );
     let db = env.path("postmark.duckdb");
     assert_eq!(duckdb_ids(&db).0, 0, "rows of a failed window were committed");
 }

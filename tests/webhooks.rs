@@ -39,7 +39,16 @@ struct Receiver {
 
 fn start(env: &Env, config: &Path) -> Receiver {
     let mut child = Command::new(BIN)
-        .args(["webhooks", "serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--path", "hooks.duckdb"])
+        .args([
+            "webhooks",
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--path",
+            "hooks.duckdb",
+        ])
         .current_dir(env.dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -83,14 +92,38 @@ async fn post(client: &reqwest::Client, url: &str, body: String, secret: Option<
 fn payloads() -> Vec<(&'static str, Value)> {
     let md = json!({"order_id": "5521"});
     vec![
-        ("webhook_bounces", json!({"RecordType": "Bounce", "MessageStream": "outbound", "ID": 4012295881i64, "Type": "HardBounce", "TypeCode": 1, "Name": "Hard bounce", "Tag": "receipt", "MessageID": "5f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d1", "Metadata": md, "ServerID": 118822, "Description": "Permanent failure", "Details": "smtp;550 5.1.1 user unknown", "Email": "gone@example.com", "From": "orders@shop.example", "BouncedAt": "2025-05-29T02:41:05.2230000Z", "DumpAvailable": true, "Inactive": true, "CanActivate": true, "Subject": "Your receipt #5521"})),
-        ("webhook_spam_complaints", json!({"RecordType": "SpamComplaint", "MessageStream": "outbound", "ID": 4012295882i64, "Type": "SpamComplaint", "TypeCode": 100001, "Name": "Spam complaint", "MessageID": "6f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d2", "Metadata": {}, "ServerID": 118822, "Email": "angry@example.com", "BouncedAt": "2025-05-29T03:00:00.0000000Z", "Inactive": true, "CanActivate": false, "Subject": "News"})),
-        ("webhook_smtp_api_errors", json!({"RecordType": "Bounce", "MessageStream": "outbound", "ID": 4012295883i64, "Type": "SMTPApiError", "TypeCode": 100007, "Name": "SMTP API error", "MessageID": "7f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d3", "Metadata": {}, "ServerID": 118822, "Email": "suppressed@example.com", "BouncedAt": "2025-05-29T04:00:00.0000000Z", "Inactive": false, "CanActivate": true})),
-        ("webhook_deliveries", json!({"RecordType": "Delivery", "MessageStream": "outbound", "ServerID": 118822, "MessageID": "8f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d4", "Recipient": "ana@example.net", "Tag": "", "DeliveredAt": "2025-06-03T13:14:09.1200000Z", "Details": "250 2.0.0 OK", "Metadata": md})),
-        ("webhook_opens", json!({"RecordType": "Open", "MessageStream": "outbound", "FirstOpen": false, "Client": {"Name": "Gmail", "Company": "Google", "Family": "Gmail"}, "OS": {"Name": "iOS 17", "Company": "Apple", "Family": "iOS"}, "Platform": "Mobile", "UserAgent": "Mozilla/5.0", "ReadSeconds": 0, "Geo": {}, "MessageID": "8f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d4", "Metadata": md, "ReceivedAt": "2025-06-03T14:02:44.0000000Z", "Tag": "receipt", "Recipient": "ana@example.net"})),
-        ("webhook_clicks", json!({"RecordType": "Click", "MessageStream": "outbound", "ClickLocation": "HTML", "Client": {"Name": "Chrome 126", "Company": "Google", "Family": "Chrome"}, "OS": {"Name": "Windows 11", "Company": "Microsoft", "Family": "Windows"}, "Platform": "Desktop", "UserAgent": "Mozilla/5.0", "OriginalLink": "https://shop.example/orders/5521", "Geo": {"Country": "Portugal"}, "MessageID": "8f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d4", "Metadata": md, "ReceivedAt": "2025-06-03T14:03:10.1234567Z", "Tag": "receipt", "Recipient": "ana@example.net"})),
-        ("webhook_subscription_changes", json!({"RecordType": "SubscriptionChange", "MessageID": null, "ServerID": 118822, "MessageStream": "broadcast", "ChangedAt": "2025-06-04T14:00:12.0000000Z", "Recipient": "li@example.org", "Origin": "Customer", "SuppressSending": false, "SuppressionReason": null, "Tag": null, "Metadata": {}})),
-        ("webhook_inbound", json!({"FromName": "Li", "MessageStream": "inbound", "From": "li@example.org", "FromFull": {"Email": "li@example.org", "Name": "Li", "MailboxHash": ""}, "To": "support@inbound.postmarkapp.com", "ToFull": [{"Email": "support@inbound.postmarkapp.com", "Name": "", "MailboxHash": "ticket42"}], "Cc": "", "CcFull": [], "Bcc": "", "BccFull": [], "OriginalRecipient": "support@inbound.postmarkapp.com", "Subject": "Help", "MessageID": "9f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d5", "ReplyTo": "", "MailboxHash": "ticket42", "Date": "Thu, 5 Nov 2026 16:33:54 -0500", "TextBody": "Hi", "HtmlBody": "<p>Hi</p>", "StrippedTextReply": "Hi", "Tag": "", "Headers": [{"Name": "X-Spam-Score", "Value": "0"}], "Attachments": [{"Name": "a.txt", "Content": "aGVsbG8=", "ContentType": "text/plain", "ContentLength": 5}]})),
+        (
+            "webhook_bounces",
+            json!({"RecordType": "Bounce", "MessageStream": "outbound", "ID": 4012295881i64, "Type": "HardBounce", "TypeCode": 1, "Name": "Hard bounce", "Tag": "receipt", "MessageID": "5f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d1", "Metadata": md, "ServerID": 118822, "Description": "Permanent failure", "Details": "smtp;550 5.1.1 user unknown", "Email": "gone@example.com", "From": "orders@shop.example", "BouncedAt": "2025-05-29T02:41:05.2230000Z", "DumpAvailable": true, "Inactive": true, "CanActivate": true, "Subject": "Your receipt #5521"}),
+        ),
+        (
+            "webhook_spam_complaints",
+            json!({"RecordType": "SpamComplaint", "MessageStream": "outbound", "ID": 4012295882i64, "Type": "SpamComplaint", "TypeCode": 100001, "Name": "Spam complaint", "MessageID": "6f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d2", "Metadata": {}, "ServerID": 118822, "Email": "angry@example.com", "BouncedAt": "2025-05-29T03:00:00.0000000Z", "Inactive": true, "CanActivate": false, "Subject": "News"}),
+        ),
+        (
+            "webhook_smtp_api_errors",
+            json!({"RecordType": "Bounce", "MessageStream": "outbound", "ID": 4012295883i64, "Type": "SMTPApiError", "TypeCode": 100007, "Name": "SMTP API error", "MessageID": "7f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d3", "Metadata": {}, "ServerID": 118822, "Email": "suppressed@example.com", "BouncedAt": "2025-05-29T04:00:00.0000000Z", "Inactive": false, "CanActivate": true}),
+        ),
+        (
+            "webhook_deliveries",
+            json!({"RecordType": "Delivery", "MessageStream": "outbound", "ServerID": 118822, "MessageID": "8f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d4", "Recipient": "ana@example.net", "Tag": "", "DeliveredAt": "2025-06-03T13:14:09.1200000Z", "Details": "250 2.0.0 OK", "Metadata": md}),
+        ),
+        (
+            "webhook_opens",
+            json!({"RecordType": "Open", "MessageStream": "outbound", "FirstOpen": false, "Client": {"Name": "Gmail", "Company": "Google", "Family": "Gmail"}, "OS": {"Name": "iOS 17", "Company": "Apple", "Family": "iOS"}, "Platform": "Mobile", "UserAgent": "Mozilla/5.0", "ReadSeconds": 0, "Geo": {}, "MessageID": "8f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d4", "Metadata": md, "ReceivedAt": "2025-06-03T14:02:44.0000000Z", "Tag": "receipt", "Recipient": "ana@example.net"}),
+        ),
+        (
+            "webhook_clicks",
+            json!({"RecordType": "Click", "MessageStream": "outbound", "ClickLocation": "HTML", "Client": {"Name": "Chrome 126", "Company": "Google", "Family": "Chrome"}, "OS": {"Name": "Windows 11", "Company": "Microsoft", "Family": "Windows"}, "Platform": "Desktop", "UserAgent": "Mozilla/5.0", "OriginalLink": "https://shop.example/orders/5521", "Geo": {"Country": "Portugal"}, "MessageID": "8f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d4", "Metadata": md, "ReceivedAt": "2025-06-03T14:03:10.1234567Z", "Tag": "receipt", "Recipient": "ana@example.net"}),
+        ),
+        (
+            "webhook_subscription_changes",
+            json!({"RecordType": "SubscriptionChange", "MessageID": null, "ServerID": 118822, "MessageStream": "broadcast", "ChangedAt": "2025-06-04T14:00:12.0000000Z", "Recipient": "li@example.org", "Origin": "Customer", "SuppressSending": false, "SuppressionReason": null, "Tag": null, "Metadata": {}}),
+        ),
+        (
+            "webhook_inbound",
+            json!({"FromName": "Li", "MessageStream": "inbound", "From": "li@example.org", "FromFull": {"Email": "li@example.org", "Name": "Li", "MailboxHash": ""}, "To": "support@inbound.postmarkapp.com", "ToFull": [{"Email": "support@inbound.postmarkapp.com", "Name": "", "MailboxHash": "ticket42"}], "Cc": "", "CcFull": [], "Bcc": "", "BccFull": [], "OriginalRecipient": "support@inbound.postmarkapp.com", "Subject": "Help", "MessageID": "9f1c2e0a-7a43-4c2b-9f0e-2d61b0a4c9d5", "ReplyTo": "", "MailboxHash": "ticket42", "Date": "Thu, 5 Nov 2026 16:33:54 -0500", "TextBody": "Hi", "HtmlBody": "<p>Hi</p>", "StrippedTextReply": "Hi", "Tag": "", "Headers": [{"Name": "X-Spam-Score", "Value": "0"}], "Attachments": [{"Name": "a.txt", "Content": "aGVsbG8=", "ContentType": "text/plain", "ContentLength": 5}]}),
+        ),
     ]
 }
 
@@ -113,19 +146,47 @@ fn every_event_type_lands_once_and_bad_requests_are_refused() {
         assert_eq!(post(&client, &receiver.url, open.to_string(), None).await, Ok(401));
         assert_eq!(post(&client, &receiver.url, open.to_string(), Some("wrong-secret-wrong-secret")).await, Ok(401));
         assert_eq!(post(&client, &receiver.url, "{not json".to_string(), Some(SECRET)).await, Ok(400));
-        assert_eq!(post(&client, &receiver.url, json!({"RecordType": "Nope"}).to_string(), Some(SECRET)).await, Ok(400));
-        assert_eq!(post(&client, &receiver.url, json!({"RecordType": "Open", "MessageID": "x"}).to_string(), Some(SECRET)).await, Ok(400));
+        assert_eq!(
+            post(&client, &receiver.url, json!({"RecordType": "Nope"}).to_string(), Some(SECRET)).await,
+            Ok(400)
+        );
+        assert_eq!(
+            post(
+                &client,
+                &receiver.url,
+                json!({"RecordType": "Open", "MessageID": "x"}).to_string(),
+                Some(SECRET)
+            )
+            .await,
+            Ok(400)
+        );
         let big = json!({"RecordType": "Open", "Pad": "x".repeat(8192)}).to_string();
         assert_eq!(post(&client, &receiver.url, big, Some(SECRET)).await, Ok(413));
     });
     receiver.stop();
     let db = env.path("hooks.duckdb");
     for (table, _) in payloads() {
-        assert_eq!(scalar(&db, &format!("SELECT count(*) FROM {table} WHERE webhook_received_at IS NOT NULL")), 1, "{table}");
+        assert_eq!(
+            scalar(&db, &format!("SELECT count(*) FROM {table} WHERE webhook_received_at IS NOT NULL")),
+            1,
+            "{table}"
+        );
     }
     assert_eq!(scalar(&db, "SELECT read_seconds FROM webhook_opens"), 0);
-    assert_eq!(scalar(&db, "SELECT count(*) FROM webhook_clicks WHERE client.family = 'Chrome' AND metadata['order_id'] = '5521'"), 1);
-    assert_eq!(scalar(&db, "SELECT count(*) FROM webhook_subscription_changes WHERE NOT suppress_sending AND message_id IS NULL"), 1);
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM webhook_clicks WHERE client.family = 'Chrome' AND metadata['order_id'] = '5521'"
+        ),
+        1
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM webhook_subscription_changes WHERE NOT suppress_sending AND message_id IS NULL"
+        ),
+        1
+    );
     assert!(!dump_all(&db).contains(SECRET));
     assert!(common::rows(&db, "SELECT a.name FROM (SELECT unnest(attachments) AS a FROM webhook_inbound)").contains("a.txt"));
 }
@@ -187,10 +248,17 @@ fn kill_9_during_a_burst_loses_no_acknowledged_event() {
     let loaded = common::rows(&db, "SELECT message_id, strftime(received_at, '%Y-%m-%dT%H:%M:%S.%f') FROM webhook_opens");
     let dupes = scalar(&db, "SELECT count(*) - count(DISTINCT (message_id, recipient, received_at)) FROM webhook_opens");
     assert_eq!(dupes, 0);
-    let normalise = |k: &String| k.split('.').next().unwrap_or_default().trim_end_matches('Z').to_string() + &k[k.find('.').unwrap_or(0)..].chars().take(7).collect::<String>();
+    let normalise = |k: &String| {
+        k.split('.').next().unwrap_or_default().trim_end_matches('Z').to_string() + &k[k.find('.').unwrap_or(0)..].chars().take(7).collect::<String>()
+    };
     let loaded_keys: HashSet<String> = loaded.iter().map(normalise).collect();
     let missing: Vec<&String> = acked.iter().filter(|k| !loaded_keys.contains(&normalise(k))).take(3).collect();
-    assert!(missing.is_empty(), "acknowledged events lost: {missing:?} ({} acked, {} loaded)", acked.len(), loaded.len());
+    assert!(
+        missing.is_empty(),
+        "acknowledged events lost: {missing:?} ({} acked, {} loaded)",
+        acked.len(),
+        loaded.len()
+    );
 }
 
 /// The receiver and `sync` share one DuckDB file: while a sync holds it, events stay spooled,
@@ -198,7 +266,10 @@ fn kill_9_during_a_burst_loses_no_acknowledged_event() {
 #[test]
 fn receiver_and_sync_share_the_database() {
     let env = Env::with_config(
-        fake_postmark::FakeConfig { latency: Duration::from_millis(40), ..fake_postmark::FakeConfig::default() },
+        fake_postmark::FakeConfig {
+            latency: Duration::from_millis(40),
+            ..fake_postmark::FakeConfig::default()
+        },
         // A day wholly in the past in US-Eastern time, whatever the time of day.
         fake_postmark::generate::day(5, "outbound", Utc::now().date_naive() - chrono::Duration::days(2), 4_000),
     );
@@ -206,7 +277,15 @@ fn receiver_and_sync_share_the_database() {
     let config = write_config(&env, json!({"message_streams": ["outbound"], "max_concurrency": 1, "start_date": start_date}));
     let receiver = start(&env, &config);
     let mut sync = Command::new(BIN)
-        .args(["sync", "--config", config.to_str().unwrap(), "--path", "hooks.duckdb", "--streams", "messages_outbound"])
+        .args([
+            "sync",
+            "--config",
+            config.to_str().unwrap(),
+            "--path",
+            "hooks.duckdb",
+            "--streams",
+            "messages_outbound",
+        ])
         .current_dir(env.dir.path())
         .stderr(Stdio::null())
         .spawn()

@@ -12,8 +12,6 @@ use serde_json::{Value, json};
 
 use crate::catalog;
 use crate::cli::{Cli, Command, SyncArgs, WebhooksCommand};
-use crate::webhooks::install::Installed;
-use crate::webhooks::server::ServeOptions;
 use crate::client::{Auth, BodyError, PostmarkClient};
 use crate::config::{self, Config};
 use crate::error::Error;
@@ -22,12 +20,12 @@ use crate::state::State;
 use crate::streams::runner::Extractor;
 use crate::streams::summary::PartitionReport;
 use crate::streams::{STREAMS, StreamDef};
+use crate::webhooks::install::Installed;
+use crate::webhooks::server::ServeOptions;
 
 mod sync;
 
 use sync::default_path;
-
-
 
 pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
@@ -171,7 +169,13 @@ fn server_token(config: &Config) -> Result<&crate::secret::Secret, Error> {
 
 async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
     match cmd {
-        WebhooksCommand::Serve { config, listen, dest, path, spool } => {
+        WebhooksCommand::Serve {
+            config,
+            listen,
+            dest,
+            path,
+            spool,
+        } => {
             let config = load_config(&config)?;
             if dest == DestKind::Singer {
                 return Err(Error::Config(config::ConfigError::Invalid {
@@ -217,7 +221,13 @@ async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
                     .as_object()
                     .map(|t| t.iter().filter(|(_, v)| v["Enabled"] == true).map(|(k, _)| k.as_str()).collect())
                     .unwrap_or_default();
-                println!("{}\t{}\t{}\t{}", w["ID"], w["MessageStream"].as_str().unwrap_or("-"), w["Url"].as_str().unwrap_or("-"), on.join(","));
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    w["ID"],
+                    w["MessageStream"].as_str().unwrap_or("-"),
+                    w["Url"].as_str().unwrap_or("-"),
+                    on.join(",")
+                );
             }
             Ok(())
         }

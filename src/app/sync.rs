@@ -39,7 +39,13 @@ pub(super) async fn run(args: SyncArgs) -> Result<(), Error> {
 /// sequential round trips behind another's pages, few enough to keep memory small.
 pub(super) const STREAMS_AT_ONCE: usize = 4;
 
-async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant, reports: &mut Vec<PartitionReport>, stats: &mut (u64, u64)) -> Result<(), Error> {
+async fn run_sync(
+    args: &SyncArgs,
+    now: chrono::DateTime<Utc>,
+    started: Instant,
+    reports: &mut Vec<PartitionReport>,
+    stats: &mut (u64, u64),
+) -> Result<(), Error> {
     let config = load_config(&args.config)?;
     let selected: Vec<&'static StreamDef> = match (&args.catalog, &args.streams) {
         (Some(path), _) => catalog::selected_streams(path)?,
@@ -71,11 +77,17 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
     let live = args.live_progress && std::io::stderr().is_terminal();
     let progress = {
         let (rows, stats, current) = (handle.rows_sent.clone(), client.stats.clone(), current.clone());
-        let every = if live { std::time::Duration::from_millis(200) } else { std::time::Duration::from_secs(args.progress_seconds) };
+        let every = if live {
+            std::time::Duration::from_millis(200)
+        } else {
+            std::time::Duration::from_secs(args.progress_seconds)
+        };
         tokio::spawn(async move {
             let bar = live.then(|| {
                 let bar = indicatif::ProgressBar::new_spinner();
-                bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
                 bar
             });
             let mut tick = tokio::time::interval(every);
@@ -83,7 +95,11 @@ async fn run_sync(args: &SyncArgs, now: chrono::DateTime<Utc>, started: Instant,
             loop {
                 tick.tick().await;
                 let stream = current.lock().map(|s| s.join("+")).unwrap_or_default();
-                let (rows, requests, retries) = (rows.load(Ordering::Relaxed), stats.requests.load(Ordering::Relaxed), stats.retries.load(Ordering::Relaxed));
+                let (rows, requests, retries) = (
+                    rows.load(Ordering::Relaxed),
+                    stats.requests.load(Ordering::Relaxed),
+                    stats.retries.load(Ordering::Relaxed),
+                );
                 match &bar {
                     Some(bar) => bar.set_message(format!("{stream}: {rows} rows, {requests} requests, {retries} retries")),
                     None => tracing::info!(stream, rows, requests, retries, elapsed_s = started.elapsed().as_secs(), "Progress."),

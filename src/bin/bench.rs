@@ -52,7 +52,13 @@ impl Row {
 /// A data set of `records` rows: half messages over ten days, half opens of them.
 fn start_fake(records: u64, latency: Duration) -> (FakePostmark, u64, u64) {
     let now = Utc::now();
-    let messages = generate::between(11, "outbound", now - ChronoDuration::days(10), now - ChronoDuration::hours(1), (records / 2) as usize);
+    let messages = generate::between(
+        11,
+        "outbound",
+        now - ChronoDuration::days(10),
+        now - ChronoDuration::hours(1),
+        (records / 2) as usize,
+    );
     let mut rng = fake_postmark::rng(12);
     let opens: Vec<_> = messages
         .iter()
@@ -141,7 +147,11 @@ fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usize, duckdb_
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("postmark-elt-bench-{}-{}", std::process::id(), Utc::now().timestamp_nanos_opt().unwrap_or(0)));
+    let dir = std::env::temp_dir().join(format!(
+        "postmark-elt-bench-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    ));
     std::fs::create_dir_all(&dir).ok();
     dir
 }
@@ -223,7 +233,13 @@ fn webhook_load(count: u64) -> Result<HookLoad, String> {
                     let body = serde_json::json!({"RecordType": "Open", "MessageID": format!("m-{}", i / 1000), "Recipient": "r@example.net",
                         "ReceivedAt": format!("2026-01-01T00:{:02}:{:02}.{:07}Z", (i / 60) % 60, i % 60, i), "MessageStream": "outbound"});
                     let t = Instant::now();
-                    let ok = client.post(&url).basic_auth("postmark", Some(secret)).body(body.to_string()).send().await.is_ok_and(|r| r.status().is_success());
+                    let ok = client
+                        .post(&url)
+                        .basic_auth("postmark", Some(secret))
+                        .body(body.to_string())
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
                     if ok {
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
                     }
@@ -238,7 +254,10 @@ fn webhook_load(count: u64) -> Result<HookLoad, String> {
         all
     });
     let seconds = started.elapsed().as_secs_f64();
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().map_err(|e| e.to_string())?;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .map_err(|e| e.to_string())?;
     child.wait().map_err(|e| e.to_string())?;
     let merged = duckdb::Connection::open(&db)
         .and_then(|c| c.query_row("SELECT count(*) FROM webhook_opens", [], |r| r.get::<_, i64>(0)))
@@ -283,9 +302,16 @@ fn main() -> ExitCode {
     if args.webhooks_only {
         return match webhook_load(if args.quick { 10_000 } else { 50_000 }) {
             Ok(h) => {
-                println!("webhooks: {} events from 64 connections, {:.0} events/s acknowledged durable, p50 {:.1} ms, p99 {:.1} ms, {} rows merged", h.events, h.rate, h.p50_ms, h.p99_ms, h.merged);
+                println!(
+                    "webhooks: {} events from 64 connections, {:.0} events/s acknowledged durable, p50 {:.1} ms, p99 {:.1} ms, {} rows merged",
+                    h.events, h.rate, h.p50_ms, h.p99_ms, h.merged
+                );
                 let ok = h.rate >= 5_000.0 && h.merged == h.events;
-                println!("{} webhooks: {:.0} events/s >= 5,000 durable, all merged", if ok { "PASS" } else { "FAIL" }, h.rate);
+                println!(
+                    "{} webhooks: {:.0} events/s >= 5,000 durable, all merged",
+                    if ok { "PASS" } else { "FAIL" },
+                    h.rate
+                );
                 if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
             }
             Err(e) => {
@@ -308,14 +334,25 @@ fn main() -> ExitCode {
         .into_iter()
         .filter(|d| args.dest.is_empty() || args.dest.iter().any(|x| x == d))
         .collect();
-    println!("postmark-elt benchmark: {} cores, {runs} run(s) per figure, medians; fake API in-process, answering instantly", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("{:<8} {:>9} {:>12} {:>12} {:>20}", "dest", "records", "records/s", "peak RSS", "requests / minimum");
+    println!(
+        "postmark-elt benchmark: {} cores, {runs} run(s) per figure, medians; fake API in-process, answering instantly",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<8} {:>9} {:>12} {:>12} {:>20}",
+        "dest", "records", "records/s", "peak RSS", "requests / minimum"
+    );
     let mut rows: Vec<Row> = Vec::new();
     for &size in &sizes {
         let (fake, m, o) = start_fake(size, Duration::ZERO);
         let minimum = m.div_ceil(PAGE) + o.div_ceil(PAGE);
         for &dest in &dests {
-            let mut row = Row { dest, records: m + o, minimum, runs: Vec::new() };
+            let mut row = Row {
+                dest,
+                records: m + o,
+                minimum,
+                runs: Vec::new(),
+            };
             for _ in 0..runs {
                 match run_once(&fake, dest, 4, args.duckdb_memory_limit_mb) {
                     Ok(r) => row.runs.push(r),
@@ -343,7 +380,12 @@ fn main() -> ExitCode {
     // Latency: 100 ms per request, 8 in flight; the ideal is 8 x 500 / 0.1 s = 40,000 records/s.
     let latency_records = if args.quick { 40_000 } else { 200_000 };
     let (fake, m, o) = start_fake(latency_records, Duration::from_millis(100));
-    let mut latency = Row { dest: "singer", records: m + o, minimum: m.div_ceil(PAGE) + o.div_ceil(PAGE), runs: Vec::new() };
+    let mut latency = Row {
+        dest: "singer",
+        records: m + o,
+        minimum: m.div_ceil(PAGE) + o.div_ceil(PAGE),
+        runs: Vec::new(),
+    };
     for _ in 0..runs.min(3) {
         match run_once(&fake, "singer", 8, None) {
             Ok(r) => latency.runs.push(r),
@@ -366,7 +408,11 @@ fn main() -> ExitCode {
     if args.latency_only {
         let ideal = 8.0 * PAGE as f64 / 0.1;
         let ok = latency.rate() >= 0.8 * ideal;
-        println!("{} latency: {:.0}% of the ideal >= 80%", if ok { "PASS" } else { "FAIL" }, 100.0 * latency.rate() / ideal);
+        println!(
+            "{} latency: {:.0}% of the ideal >= 80%",
+            if ok { "PASS" } else { "FAIL" },
+            100.0 * latency.rate() / ideal
+        );
         return if ok { ExitCode::SUCCESS } else { ExitCode::from(1) };
     }
     let hooks = match webhook_load(if args.quick { 10_000 } else { 50_000 }) {
@@ -400,14 +446,30 @@ fn main() -> ExitCode {
     for dest in ["duckdb", "parquet", "singer"] {
         if let (Some(b), Some(s)) = (find(dest, big), find(dest, small)) {
             target(format!("{dest}: peak RSS {:.0} MiB at {big} records <= 200 MiB", b.rss()), b.rss() <= 200.0);
-            target(format!("{dest}: peak RSS {:.0} MiB within 10% of {:.0} MiB at {small} (flat with volume)", b.rss(), s.rss()), b.rss() <= s.rss() * 1.10);
+            target(
+                format!(
+                    "{dest}: peak RSS {:.0} MiB within 10% of {:.0} MiB at {small} (flat with volume)",
+                    b.rss(),
+                    s.rss()
+                ),
+                b.rss() <= s.rss() * 1.10,
+            );
         }
     }
-    target(format!("latency: {:.0}% of the ideal >= 80%", 100.0 * latency.rate() / ideal), latency.rate() >= 0.8 * ideal);
+    target(
+        format!("latency: {:.0}% of the ideal >= 80%", 100.0 * latency.rate() / ideal),
+        latency.rate() >= 0.8 * ideal,
+    );
     target(format!("webhooks: {:.0} events/s >= 5,000 durable", hooks.rate), hooks.rate >= 5_000.0);
-    target(format!("webhooks: all {} acknowledged events merged", hooks.events), hooks.merged == hooks.events);
+    target(
+        format!("webhooks: all {} acknowledged events merged", hooks.events),
+        hooks.merged == hooks.events,
+    );
     for r in rows.iter().chain(std::iter::once(&latency)) {
-        target(format!("{} {} records: requests {:.0} <= 1.05 x minimum {}", r.dest, r.records, r.requests(), r.minimum), r.requests() <= 1.05 * r.minimum as f64);
+        target(
+            format!("{} {} records: requests {:.0} <= 1.05 x minimum {}", r.dest, r.records, r.requests(), r.minimum),
+            r.requests() <= 1.05 * r.minimum as f64,
+        );
     }
     if all_pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -126,7 +126,10 @@ pub fn action_for(status: StatusCode, error_code: Option<i64>, rules: &[ErrorRul
     if let Some(rule) = rules.iter().find(|r| r.matches(code, error_code)) {
         return rule.action;
     }
-    DEFAULT_RULES.iter().find(|(range, _)| range.contains(&code)).map_or(Action::Fail, |(_, action)| *action)
+    DEFAULT_RULES
+        .iter()
+        .find(|(range, _)| range.contains(&code))
+        .map_or(Action::Fail, |(_, action)| *action)
 }
 
 /// Postmark's error body: `{"ErrorCode": 701, "Message": "..."}`.
@@ -166,7 +169,11 @@ mod tests {
         assert_eq!(action_for(s(422), Some(700), &rules), Action::Fail);
         assert_eq!(action_for(s(422), None, &rules), Action::Fail);
         assert_eq!(action_for(s(500), Some(701), &rules), Action::Retry);
-        let any = [ErrorRule { status: 404, error_code: None, action: Action::Skip }];
+        let any = [ErrorRule {
+            status: 404,
+            error_code: None,
+            action: Action::Skip,
+        }];
         assert_eq!(action_for(s(404), Some(3), &any), Action::Skip);
     }
 }

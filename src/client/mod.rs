@@ -15,8 +15,8 @@ use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
 use url::Url;
 
 pub use errors::{Action, BodyError, ClientError, ErrorRule, action_for};
-pub use limit::{AdaptiveLimit, Slot};
 use errors::{ApiErrorBody, api_detail};
+pub use limit::{AdaptiveLimit, Slot};
 
 use crate::config::Config;
 use crate::secret::Secret;
@@ -70,7 +70,13 @@ pub struct Call<'a> {
 
 impl<'a> Call<'a> {
     pub fn get(path: &'a str, query: &'a [(&'a str, String)], rules: &'a [ErrorRule]) -> Self {
-        Call { method: reqwest::Method::GET, path, query, body: None, rules }
+        Call {
+            method: reqwest::Method::GET,
+            path,
+            query,
+            body: None,
+            rules,
+        }
     }
 }
 
@@ -120,21 +126,14 @@ impl PostmarkClient {
         let base_path = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base_path}{path}"));
         if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+            url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
         url
     }
 
     /// GET `path` and parse the body with `parse`. Retries transient failures, including a body
     /// that `parse` rejects (truncated or malformed JSON), up to `max_retries` times.
-    pub async fn get<T>(
-        &self,
-        auth: Auth<'_>,
-        path: &str,
-        query: &[(&str, String)],
-        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
-    ) -> Result<T, ClientError> {
+    pub async fn get<T>(&self, auth: Auth<'_>, path: &str, query: &[(&str, String)], parse: impl Fn(&[u8]) -> Result<T, BodyError>) -> Result<T, ClientError> {
         self.request(auth, Call::get(path, query, &[]), parse).await
     }
 
@@ -154,7 +153,13 @@ impl PostmarkClient {
     /// Any call. Writes (POST/PUT) are retried like reads: the only writes here are idempotent
     /// webhook registrations.
     pub async fn request<T>(&self, auth: Auth<'_>, call: Call<'_>, parse: impl Fn(&[u8]) -> Result<T, BodyError>) -> Result<T, ClientError> {
-        let Call { method, path, query, body, rules } = call;
+        let Call {
+            method,
+            path,
+            query,
+            body,
+            rules,
+        } = call;
         let url = self.url(path, query);
         let request = format!("{method} {}{}", url.path(), url.query().map(|q| format!("?{q}")).unwrap_or_default());
         let (token, secret) = match auth {
@@ -199,11 +204,7 @@ impl PostmarkClient {
             };
             match failure {
                 Attempt::Fatal(e) => return Err(e),
-                Attempt::Retry {
-                    reason,
-                    status,
-                    retry_after,
-                } => {
+                Attempt::Retry { reason, status, retry_after } => {
                     let Some(backoff) = delays.next() else {
                         return Err(ClientError::Exhausted {
                             request,
@@ -248,20 +249,11 @@ impl PostmarkClient {
         value.set_sensitive(true);
         let mut builder = self.http.request(method.clone(), url.clone()).header(token.header(), value);
         if let Some(body) = body {
-            builder = builder
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string());
+            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| transport_failure(&e))?;
+        let response = builder.send().await.map_err(|e| transport_failure(&e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
         // A body cut off mid-way is a transport failure, retried like a reset connection.
         let body = response.bytes().await.map_err(|e| transport_failure(&e))?;
         if status.is_success() {

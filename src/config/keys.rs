@@ -33,7 +33,13 @@ pub struct Key {
 
 impl Key {
     const fn new(name: &'static str, shape: Shape, default: &'static str, description: &'static str) -> Key {
-        Key { name, shape, default, description, required: false }
+        Key {
+            name,
+            shape,
+            default,
+            description,
+            required: false,
+        }
     }
 
     const fn int(name: &'static str, min: i64, max: i64, default: i64, description: &'static str) -> Key {

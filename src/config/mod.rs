@@ -26,25 +26,15 @@ pub const TOKEN_ENV: &str = "POSTMARK_SERVER_TOKEN";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}; check the path passed to --config")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid JSON ({source}); fix the syntax at that line")]
-    Json {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Json { path: PathBuf, source: serde_json::Error },
     #[error("config file {path} must hold a JSON object of settings, e.g. {{\"server_token\": \"...\", \"start_date\": \"2026-01-01\"}}")]
     NotAnObject { path: PathBuf },
     #[error("config key `{key}` is missing: {fix}")]
     Missing { key: &'static str, fix: String },
     #[error("config key `{key}` {problem}: {fix}")]
-    Invalid {
-        key: &'static str,
-        problem: String,
-        fix: String,
-    },
+    Invalid { key: &'static str, problem: String, fix: String },
 }
 
 /// Which servers to sync through the account API.
@@ -104,9 +94,7 @@ impl Config {
             source,
         })?;
         let Value::Object(map) = value else {
-            return Err(ConfigError::NotAnObject {
-                path: path.to_path_buf(),
-            });
+            return Err(ConfigError::NotAnObject { path: path.to_path_buf() });
         };
         let env_token = std::env::var(TOKEN_ENV).ok();
         let mut loaded = Self::from_map(&map.into_iter().collect(), env_token, Utc::now())?;
@@ -116,11 +104,7 @@ impl Config {
 
     /// Validates a parsed config. `env_token` is the value of POSTMARK_SERVER_TOKEN, `now` the
     /// time of the run (a start in the future is an error).
-    pub fn from_map(
-        map: &BTreeMap<String, Value>,
-        env_token: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Loaded, ConfigError> {
+    pub fn from_map(map: &BTreeMap<String, Value>, env_token: Option<String>, now: DateTime<Utc>) -> Result<Loaded, ConfigError> {
         let warnings = map
             .keys()
             .filter(|k| !keys::KEYS.iter().any(|key| key.name == k.as_str()))
@@ -135,13 +119,21 @@ impl Config {
             .map(|t| Secret::new(t.trim()));
         let servers = parse_servers(map)?;
         if servers.is_some() && account_token.is_none() {
-            return Err(invalid("servers", "needs `account_token`", "add the account API token (Postmark: Account > API Tokens), or remove `servers`"));
+            return Err(invalid(
+                "servers",
+                "needs `account_token`",
+                "add the account API token (Postmark: Account > API Tokens), or remove `servers`",
+            ));
         }
         let token = opt_string(map, "server_token")?
             .or(opt_string(map, "postmark_server_token")?)
             .or(env_token.filter(|t| !t.trim().is_empty()));
         if token.as_ref().is_some_and(|t| t.trim().is_empty()) {
-            return Err(invalid("server_token", "is empty", "paste the server API token from the server's API Tokens tab in Postmark"));
+            return Err(invalid(
+                "server_token",
+                "is empty",
+                "paste the server API token from the server's API Tokens tab in Postmark",
+            ));
         }
         if token.is_none() && servers.is_none() {
             return Err(ConfigError::Missing {
@@ -152,7 +144,11 @@ impl Config {
 
         let webhook_secret = match opt_string(map, "webhook_secret")? {
             Some(s) if s.trim().len() < 16 => {
-                return Err(invalid("webhook_secret", "is shorter than 16 characters", "use a long random string, e.g. the output of `openssl rand -hex 24`"));
+                return Err(invalid(
+                    "webhook_secret",
+                    "is shorter than 16 characters",
+                    "use a long random string, e.g. the output of `openssl rand -hex 24`",
+                ));
             }
             other => other.map(|s| Secret::new(s.trim())),
         };
@@ -215,7 +211,11 @@ impl Config {
                     }
                 }
                 if ids.is_empty() {
-                    return Err(invalid("message_streams", "is an empty list", "remove the key to sync every stream, or list stream IDs"));
+                    return Err(invalid(
+                        "message_streams",
+                        "is an empty list",
+                        "remove the key to sync every stream, or list stream IDs",
+                    ));
                 }
                 Some(ids)
             }

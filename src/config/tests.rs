@@ -15,18 +15,45 @@ fn invalid_configs_name_the_key_and_the_fix() {
         (json!({"server_token": "t"}), "`start_date` is missing"),
         (json!({"server_token": "t", "start_date": "yesterday"}), "write YYYY-MM-DD"),
         (json!({"server_token": "t", "start_date": "2027-01-01"}), "is in the future"),
-        (json!({"server_token": "t", "start_date": "2026-01-01", "end_date": "2025-01-01"}), "not after start_date"),
+        (
+            json!({"server_token": "t", "start_date": "2026-01-01", "end_date": "2025-01-01"}),
+            "not after start_date",
+        ),
         (json!({"server_token": "t", "start_date": "2026-01-01", "page_size": 501}), "outside 1..=500"),
-        (json!({"server_token": "t", "start_date": "2026-01-01", "page_size": "100"}), "must be a whole number"),
-        (json!({"server_token": "t", "start_date": "2026-01-01", "commit_interval_seconds": 0}), "`commit_interval_seconds` is 0, outside 1..=3600"),
-        (json!({"server_token": "t", "start_date": "2026-01-01", "duckdb_memory_limit_mb": 16}), "`duckdb_memory_limit_mb` is 16, outside 32..=1048576"),
-        (json!({"server_token": "t", "start_date": "2026-01-01", "base_url": "not a url"}), "`base_url` is not an http(s) URL"),
+        (
+            json!({"server_token": "t", "start_date": "2026-01-01", "page_size": "100"}),
+            "must be a whole number",
+        ),
+        (
+            json!({"server_token": "t", "start_date": "2026-01-01", "commit_interval_seconds": 0}),
+            "`commit_interval_seconds` is 0, outside 1..=3600",
+        ),
+        (
+            json!({"server_token": "t", "start_date": "2026-01-01", "duckdb_memory_limit_mb": 16}),
+            "`duckdb_memory_limit_mb` is 16, outside 32..=1048576",
+        ),
+        (
+            json!({"server_token": "t", "start_date": "2026-01-01", "base_url": "not a url"}),
+            "`base_url` is not an http(s) URL",
+        ),
         (json!({"server_token": "t", "start_date": "2026-01-01", "base_url": "ftp://x"}), "`base_url`"),
-        (json!({"server_token": "t", "start_date": "2026-01-01", "message_streams": "outbound"}), "list of stream IDs"),
-        (json!({"server_token": "t", "start_date": "2026-01-01", "max_concurrency": 0}), "`max_concurrency`"),
+        (
+            json!({"server_token": "t", "start_date": "2026-01-01", "message_streams": "outbound"}),
+            "list of stream IDs",
+        ),
+        (
+            json!({"server_token": "t", "start_date": "2026-01-01", "max_concurrency": 0}),
+            "`max_concurrency`",
+        ),
         (json!({"server_token": 12345, "start_date": "2026-01-01"}), "must be a string"),
-        (json!({"server_token": "t", "start_date": "2026-01-01", "servers": "all"}), "needs `account_token`"),
-        (json!({"account_token": "a", "start_date": "2026-01-01", "servers": [true]}), "not a server name or ID"),
+        (
+            json!({"server_token": "t", "start_date": "2026-01-01", "servers": "all"}),
+            "needs `account_token`",
+        ),
+        (
+            json!({"account_token": "a", "start_date": "2026-01-01", "servers": [true]}),
+            "not a server name or ID",
+        ),
         (json!({"account_token": "a", "start_date": "2026-01-01"}), "`server_token` is missing"),
     ];
     for (cfg, want) in cases {
@@ -97,6 +124,8 @@ fn debug_masks_tokens() {
 fn typos_name_the_likely_key() {
     let e = parse(json!({"server_token": "t", "start_dat": "2026-01-01"})).unwrap_err().to_string();
     assert!(e.contains("`start_dat`") && e.contains("did you mean `start_date`"), "{e}");
-    let w = parse(json!({"server_token": "t", "start_date": "2026-01-01", "lookback_day": 3})).unwrap().warnings;
+    let w = parse(json!({"server_token": "t", "start_date": "2026-01-01", "lookback_day": 3}))
+        .unwrap()
+        .warnings;
     assert!(w.iter().any(|w| w.contains("did you mean `lookback_days`")), "{w:?}");
 }

@@ -88,15 +88,13 @@ pub(super) fn parse_instant(key: &'static str, raw: &str) -> Result<DateTime<Utc
             return Ok(t.with_timezone(&Utc));
         }
     }
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            invalid(
-                key,
-                &format!("is not a date ({raw:?})"),
-                "write YYYY-MM-DD (e.g. \"2026-10-01\") or an RFC 3339 date-time (e.g. \"2026-10-01T00:00:00Z\")",
-            )
-        })
+    DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+        invalid(
+            key,
+            &format!("is not a date ({raw:?})"),
+            "write YYYY-MM-DD (e.g. \"2026-10-01\") or an RFC 3339 date-time (e.g. \"2026-10-01T00:00:00Z\")",
+        )
+    })
 }
 
 /// Tokens in a file others can read are worth a warning.

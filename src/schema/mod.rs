@@ -21,16 +21,9 @@ pub const MESSAGE_STREAM: &str = "message_stream";
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error("schema of stream `{stream}` is not valid JSON: {source}")]
-    Json {
-        stream: String,
-        source: serde_json::Error,
-    },
+    Json { stream: String, source: serde_json::Error },
     #[error("schema of stream `{stream}`, property `{path}`: {problem}")]
-    Property {
-        stream: String,
-        path: String,
-        problem: String,
-    },
+    Property { stream: String, path: String, problem: String },
 }
 
 /// The logical type of a column. Nullability is carried by [`Field`].
@@ -83,7 +76,11 @@ impl StreamSchema {
         let mut fields = parse_object_fields(stream, "", &doc)?;
         let scope_columns = [
             (SERVER_ID, FieldType::Integer, "The Postmark server the row came from."),
-            (MESSAGE_STREAM, FieldType::String, "The message stream the row came from (null where streams do not apply)."),
+            (
+                MESSAGE_STREAM,
+                FieldType::String,
+                "The message stream the row came from (null where streams do not apply).",
+            ),
         ];
         for (name, ty, description) in scope_columns {
             if !fields.iter().any(|f| f.name == name) {
@@ -126,11 +123,7 @@ impl StreamSchema {
 
     /// Arrow schema of the rows written to sinks (snake_case names, connector columns last).
     pub fn arrow_schema(&self) -> SchemaRef {
-        let fields: Vec<ArrowField> = self
-            .fields
-            .iter()
-            .map(|f| arrow_field(f, Naming::Column))
-            .collect();
+        let fields: Vec<ArrowField> = self.fields.iter().map(|f| arrow_field(f, Naming::Column)).collect();
         Arc::new(Schema::new(fields))
     }
 
@@ -141,20 +134,14 @@ impl StreamSchema {
 
     /// `(column, DuckDB type)` pairs for `CREATE TABLE`.
     pub fn duckdb_columns(&self) -> Vec<(String, String)> {
-        self.fields
-            .iter()
-            .map(|f| (f.name.clone(), duckdb_type(&f.ty)))
-            .collect()
+        self.fields.iter().map(|f| (f.name.clone(), duckdb_type(&f.ty))).collect()
     }
 }
 
 fn type_names(prop: &Value) -> Vec<String> {
     match prop.get("type") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
         _ => Vec::new(),
     }
 }
@@ -176,11 +163,7 @@ fn parse_object_fields(stream: &str, path: &str, obj: &Value) -> Result<Vec<Fiel
         .unwrap_or_default();
     let mut fields = Vec::with_capacity(props.len());
     for (key, prop) in props {
-        let here = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
+        let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
         let names = type_names(prop);
         let nullable = names.iter().any(|t| t == "null") || !required.contains(&key.as_str());
         let ty = parse_type(stream, &here, prop)?;
@@ -189,10 +172,7 @@ fn parse_object_fields(stream: &str, path: &str, obj: &Value) -> Result<Vec<Fiel
             name: snake_case(key),
             ty,
             nullable,
-            description: prop
-                .get("description")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            description: prop.get("description").and_then(Value::as_str).map(str::to_string),
         });
     }
     Ok(fields)
@@ -200,20 +180,14 @@ fn parse_object_fields(stream: &str, path: &str, obj: &Value) -> Result<Vec<Fiel
 
 fn parse_type(stream: &str, path: &str, prop: &Value) -> Result<FieldType, SchemaError> {
     let names = type_names(prop);
-    let non_null: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .filter(|t| *t != "null")
-        .collect();
+    let non_null: Vec<&str> = names.iter().map(String::as_str).filter(|t| *t != "null").collect();
     let problem = |p: String| SchemaError::Property {
         stream: stream.to_string(),
         path: path.to_string(),
         problem: p,
     };
     let [single] = non_null.as_slice() else {
-        return Err(problem(format!(
-            "expected exactly one non-null type, found {non_null:?}"
-        )));
+        return Err(problem(format!("expected exactly one non-null type, found {non_null:?}")));
     };
     Ok(match *single {
         "string" => match prop.get("format").and_then(Value::as_str) {
@@ -225,9 +199,7 @@ fn parse_type(stream: &str, path: &str, prop: &Value) -> Result<FieldType, Schem
         "number" => FieldType::Number,
         "boolean" => FieldType::Boolean,
         "array" => {
-            let items = prop
-                .get("items")
-                .ok_or_else(|| problem("an array needs `items`".to_string()))?;
+            let items = prop.get("items").ok_or_else(|| problem("an array needs `items`".to_string()))?;
             FieldType::List(Box::new(parse_type(stream, &format!("{path}[]"), items)?))
         }
         "object" => {
@@ -238,8 +210,7 @@ fn parse_type(stream: &str, path: &str, prop: &Value) -> Result<FieldType, Schem
                     Some(t) if t.iter().any(|n| n == "string") => FieldType::StringMap,
                     _ => {
                         return Err(problem(
-                            "an object needs `properties` or `additionalProperties: {\"type\": \"string\"}`"
-                                .to_string(),
+                            "an object needs `properties` or `additionalProperties: {\"type\": \"string\"}`".to_string(),
                         ));
                     }
                 }
@@ -271,15 +242,8 @@ fn arrow_type(ty: &FieldType, naming: Naming) -> DataType {
         FieldType::Boolean => DataType::Boolean,
         FieldType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         FieldType::Date => DataType::Date32,
-        FieldType::List(item) => {
-            DataType::List(Arc::new(ArrowField::new("item", arrow_type(item, naming), true)))
-        }
-        FieldType::Struct(fields) => DataType::Struct(Fields::from(
-            fields
-                .iter()
-                .map(|f| arrow_field(f, naming))
-                .collect::<Vec<_>>(),
-        )),
+        FieldType::List(item) => DataType::List(Arc::new(ArrowField::new("item", arrow_type(item, naming), true))),
+        FieldType::Struct(fields) => DataType::Struct(Fields::from(fields.iter().map(|f| arrow_field(f, naming)).collect::<Vec<_>>())),
         FieldType::StringMap => DataType::Map(
             Arc::new(ArrowField::new(
                 "entries",
@@ -308,11 +272,7 @@ fn json_schema_object(fields: &[Field]) -> Value {
 
 fn json_schema_type(ty: &FieldType, nullable: bool) -> Value {
     let with_null = |t: &str| {
-        if nullable {
-            json!(["null", t])
-        } else {
-            json!(t)
-        }
+        if nullable { json!(["null", t]) } else { json!(t) }
     };
     match ty {
         FieldType::String => json!({"type": with_null("string")}),
@@ -353,10 +313,7 @@ fn duckdb_type(ty: &FieldType) -> String {
         FieldType::Date => "DATE".to_string(),
         FieldType::List(item) => format!("{}[]", duckdb_type(item)),
         FieldType::Struct(fields) => {
-            let inner: Vec<String> = fields
-                .iter()
-                .map(|f| format!("{} {}", quote_ident(&f.name), duckdb_type(&f.ty)))
-                .collect();
+            let inner: Vec<String> = fields.iter().map(|f| format!("{} {}", quote_ident(&f.name), duckdb_type(&f.ty))).collect();
             format!("STRUCT({})", inner.join(", "))
         }
         FieldType::StringMap => "MAP(VARCHAR, VARCHAR)".to_string(),

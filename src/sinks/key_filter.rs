@@ -109,7 +109,9 @@ mod tests {
         let false_positives = (0..1_000_000).filter(|i| f.may_contain(format!("other-{i}").as_bytes())).count();
         assert!(false_positives < 10, "{false_positives} false positives in 1,000,000");
         // What the sink needs: a commit of 7,500 new keys finds none of them, almost always.
-        let commits_clear = (0..100).filter(|c| (0..7_500).all(|i| !f.may_contain(format!("commit-{c}-{i}").as_bytes()))).count();
+        let commits_clear = (0..100)
+            .filter(|c| (0..7_500).all(|i| !f.may_contain(format!("commit-{c}-{i}").as_bytes())))
+            .count();
         assert!(commits_clear >= 95, "{commits_clear} of 100 commits could skip the delete");
         assert!(!KeyFilter::default().may_contain(b"anything"));
     }

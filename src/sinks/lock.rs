@@ -28,11 +28,17 @@ pub fn lock_path(dest: &Path, is_dir: bool) -> PathBuf {
 impl DestinationLock {
     /// The writer's lock: fails with [`SinkError::Locked`] while any other run holds it.
     pub fn exclusive(path: &Path, dest: &str) -> Result<Self, SinkError> {
-        let file = File::create(path).map_err(|source| SinkError::Io { path: path.to_path_buf(), source })?;
+        let file = File::create(path).map_err(|source| SinkError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         match file.try_lock() {
             Ok(()) => Ok(DestinationLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(SinkError::Locked { dest: dest.to_string() }),
-            Err(std::fs::TryLockError::Error(source)) => Err(SinkError::Io { path: path.to_path_buf(), source }),
+            Err(std::fs::TryLockError::Error(source)) => Err(SinkError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -42,12 +48,20 @@ impl DestinationLock {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(SinkError::Io { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(SinkError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         };
         match file.try_lock_shared() {
             Ok(()) => Ok(Some(DestinationLock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Err(SinkError::Locked { dest: dest.to_string() }),
-            Err(std::fs::TryLockError::Error(source)) => Err(SinkError::Io { path: path.to_path_buf(), source }),
+            Err(std::fs::TryLockError::Error(source)) => Err(SinkError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 }

@@ -6,9 +6,9 @@
 
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
-pub mod lock;
 #[cfg(feature = "duckdb")]
 mod key_filter;
+pub mod lock;
 pub mod parquet;
 pub mod singer;
 
@@ -98,7 +98,10 @@ pub(crate) fn cursor_span<'a>(cursor: &str, rows: impl IntoIterator<Item = (&'a 
     let mut span: Option<(i64, i64)> = None;
     let mut widen = |lo: i64, hi: i64| span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
     for (batch, rows) in rows {
-        let Some(column) = batch.column_by_name(cursor).and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>()) else {
+        let Some(column) = batch
+            .column_by_name(cursor)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        else {
             return CursorSpan::Unknown;
         };
         match rows {
@@ -201,19 +204,17 @@ impl SinkHandle {
         // Pages between download and write (64 x 500 rows): they absorb the writer's pauses at
         // commits; fewer measurably slow a load into DuckDB.
         let (tx, mut rx) = mpsc::channel::<Command>(64);
-        let thread = std::thread::Builder::new()
-            .name("sink".to_string())
-            .spawn(move || {
-                while let Some(cmd) = rx.blocking_recv() {
-                    match cmd {
-                        Command::Begin(info) => sink.begin_stream(&info)?,
-                        Command::Write(stream, batch) => sink.write(&stream, &batch)?,
-                        Command::Replace(stream, server) => sink.replace(&stream, server)?,
-                        Command::Commit(stream, state) => sink.commit(Some(&stream), &state)?,
-                    }
+        let thread = std::thread::Builder::new().name("sink".to_string()).spawn(move || {
+            while let Some(cmd) = rx.blocking_recv() {
+                match cmd {
+                    Command::Begin(info) => sink.begin_stream(&info)?,
+                    Command::Write(stream, batch) => sink.write(&stream, &batch)?,
+                    Command::Replace(stream, server) => sink.replace(&stream, server)?,
+                    Command::Commit(stream, state) => sink.commit(Some(&stream), &state)?,
                 }
-                sink.finish()
-            });
+            }
+            sink.finish()
+        });
         match thread {
             Ok(t) => SinkHandle {
                 rows_sent: Default::default(),

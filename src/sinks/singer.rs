@@ -79,9 +79,7 @@ impl<W: Write + Send> Sink for SingerSink<W> {
         // arrow-json writes the rows as one JSON array; each element is wrapped as a RECORD.
         let mut buf = Vec::with_capacity(batch.num_rows() * 512);
         {
-            let mut writer = WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, JsonArray>(&mut buf);
+            let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut buf);
             writer.write(batch).map_err(|e| SinkError::Write {
                 dest: "singer".to_string(),
                 context: format!("encoding rows of {stream}"),
@@ -99,10 +97,7 @@ impl<W: Write + Send> Sink for SingerSink<W> {
             source: e.into(),
         })?;
         let prefix = format!("{{\"type\":\"RECORD\",\"stream\":{},\"record\":", json!(stream));
-        let suffix = format!(
-            ",\"time_extracted\":\"{}\"}}\n",
-            Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
-        );
+        let suffix = format!(",\"time_extracted\":\"{}\"}}\n", Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true));
         for row in rows {
             self.out
                 .write_all(prefix.as_bytes())
@@ -138,7 +133,8 @@ mod tests {
         let mut sink = SingerSink::new(Vec::new());
         sink.begin_stream(&info).unwrap();
         let body = r#"{"TotalCount":1,"Messages":[{"MessageID":"m1","ReceivedAt":"2026-01-02T03:04:05.1234567-05:00","Tag":"","TrackOpens":false,"Metadata":{"a":"1"}}]}"#;
-        sink.write("messages_outbound", &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
+        sink.write("messages_outbound", &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch)
+            .unwrap();
         sink.commit(None, &State::default()).unwrap();
         let out = String::from_utf8(sink.into_inner()).unwrap();
         let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

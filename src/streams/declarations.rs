@@ -89,7 +89,10 @@ pub static STREAMS: &[StreamDef] = &[
         token: TokenKind::Server,
         kind: Kind::EventFeed {
             per_message_path: "/messages/outbound/opens/{id}",
-            per_message: ParentRows { only_if: Some("track_opens"), ..MESSAGES },
+            per_message: ParentRows {
+                only_if: Some("track_opens"),
+                ..MESSAGES
+            },
         },
         partition: OUTBOUND,
         params: &[],
@@ -108,7 +111,10 @@ pub static STREAMS: &[StreamDef] = &[
         token: TokenKind::Server,
         kind: Kind::EventFeed {
             per_message_path: "/messages/outbound/clicks/{id}",
-            per_message: ParentRows { only_if: Some("track_links"), ..MESSAGES },
+            per_message: ParentRows {
+                only_if: Some("track_links"),
+                ..MESSAGES
+            },
         },
         partition: OUTBOUND,
         params: &[],
@@ -161,7 +167,10 @@ pub static STREAMS: &[StreamDef] = &[
         cursor_field: Some("received_at"),
         cursor_fixed: true,
         token: TokenKind::Server,
-        kind: Kind::PerRecord(PerRecord { of: MESSAGES, id_field: "MessageID" }),
+        kind: Kind::PerRecord(PerRecord {
+            of: MESSAGES,
+            id_field: "MessageID",
+        }),
         partition: OUTBOUND,
         params: &[],
         // A message past retention (or gone) answers 422 ErrorCode 701: that message is skipped.
@@ -315,7 +324,10 @@ pub static STREAMS: &[StreamDef] = &[
         path: "/message-streams/{stream}/suppressions/dump",
         records: Records::Under("Suppressions"),
         primary_key: &["server_id", "message_stream", "email_address"],
-        partition: Partition::MessageStreams { types: OUTBOUND_TYPES, param: None },
+        partition: Partition::MessageStreams {
+            types: OUTBOUND_TYPES,
+            param: None,
+        },
         schema_json: schema_file!("suppressions"),
         description: "Suppressed recipients per message stream, from GET /message-streams/{stream}/suppressions/dump.",
         ..FULL_TABLE
@@ -383,4 +395,3 @@ pub static STREAMS: &[StreamDef] = &[
         ..ACCOUNT_TABLE
     },
 ];
-

@@ -115,9 +115,14 @@ impl<'a> Discovery<'a> {
                 }
                 let server: Server = self
                     .client
-                    .get(Auth::Server(token), "/server", &[], |b| serde_json::from_slice(b).map_err(|e| BodyError::Malformed(e.to_string())))
+                    .get(Auth::Server(token), "/server", &[], |b| {
+                        serde_json::from_slice(b).map_err(|e| BodyError::Malformed(e.to_string()))
+                    })
                     .await
-                    .map_err(|source| SyncError::Listing { what: "the server (GET /server)", source })?;
+                    .map_err(|source| SyncError::Listing {
+                        what: "the server (GET /server)",
+                        source,
+                    })?;
                 Ok(vec![ServerScope {
                     id: Some(server.id),
                     name: server.name,
@@ -135,11 +140,17 @@ impl<'a> Discovery<'a> {
             let offset = all.len() as u64;
             let page: ServerList = self
                 .client
-                .get(Auth::Account, "/servers", &[("count", MAX_PAGE_SIZE.to_string()), ("offset", offset.to_string())], |b| {
-                    serde_json::from_slice(b).map_err(|e| BodyError::Malformed(e.to_string()))
-                })
+                .get(
+                    Auth::Account,
+                    "/servers",
+                    &[("count", MAX_PAGE_SIZE.to_string()), ("offset", offset.to_string())],
+                    |b| serde_json::from_slice(b).map_err(|e| BodyError::Malformed(e.to_string())),
+                )
                 .await
-                .map_err(|source| SyncError::Listing { what: "servers (GET /servers)", source })?;
+                .map_err(|source| SyncError::Listing {
+                    what: "servers (GET /servers)",
+                    source,
+                })?;
             let got = page.servers.len();
             all.extend(page.servers);
             if got == 0 || all.len() as u64 >= page.total || all.len() as u64 + MAX_PAGE_SIZE > MAX_REACH {
@@ -200,7 +211,10 @@ impl<'a> Discovery<'a> {
                     |body| serde_json::from_slice::<MessageStreamList>(body).map_err(|e| BodyError::Malformed(e.to_string())),
                 )
                 .await
-                .map_err(|source| SyncError::Listing { what: "message streams (GET /message-streams)", source })?;
+                .map_err(|source| SyncError::Listing {
+                    what: "message streams (GET /message-streams)",
+                    source,
+                })?;
             entry.insert(list.message_streams);
         }
         let all = message_streams.get(&server.id).map(Vec::as_slice).unwrap_or_default();
@@ -249,7 +263,12 @@ fn pick_servers(mut all: Vec<ServerItem>, names: &[String]) -> Result<Vec<Server
             None => {
                 return Err(SyncError::UnknownServer {
                     wanted: format!("`{name}`"),
-                    available: all.iter().chain(picked.iter()).map(|s| format!("{} ({})", s.name, s.id)).collect::<Vec<_>>().join(", "),
+                    available: all
+                        .iter()
+                        .chain(picked.iter())
+                        .map(|s| format!("{} ({})", s.name, s.id))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         }

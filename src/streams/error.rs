@@ -40,18 +40,9 @@ pub enum SyncError {
         "stream `{stream}`, {at}: the API reported {total} records but {seen} distinct ones arrived, \
          {WINDOW_ATTEMPTS} times; nothing from this window was committed, run the sync again"
     )]
-    Unstable {
-        stream: &'static str,
-        at: String,
-        total: u64,
-        seen: u64,
-    },
+    Unstable { stream: &'static str, at: String, total: u64, seen: u64 },
     #[error("message stream `{wanted}` from config `message_streams` is not on server {server} (it has: {available}); fix the list or remove it")]
-    UnknownMessageStream {
-        wanted: String,
-        server: String,
-        available: String,
-    },
+    UnknownMessageStream { wanted: String, server: String, available: String },
     #[error("config `servers` names {wanted}, which the account does not have (it has: {available})")]
     UnknownServer { wanted: String, available: String },
     #[error("server `{0}` has no API token in the account API's answer; create one in Postmark")]

@@ -14,8 +14,7 @@ use crate::client::BodyError;
 use crate::schema::{MESSAGE_STREAM, SERVER_ID, SYNCED_AT, StreamSchema};
 
 /// (stream, field) pairs already warned about in this process.
-static WARNED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<(String, String)>>> =
-    std::sync::LazyLock::new(Default::default);
+static WARNED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<(String, String)>>> = std::sync::LazyLock::new(Default::default);
 
 /// Where rows come from: filled into `server_id` and `message_stream` when the record lacks them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,26 +74,20 @@ impl PageDecoder {
     pub fn decode(&self, body: &[u8], scope: &Scope) -> Result<Page, BodyError> {
         let key = match self.records {
             Records::Whole => {
-                let raw: &RawValue = serde_json::from_slice(body)
-                    .map_err(|e| BodyError::Malformed(format!("not JSON: {e}")))?;
+                let raw: &RawValue = serde_json::from_slice(body).map_err(|e| BodyError::Malformed(format!("not JSON: {e}")))?;
                 let batch = self.decode_records(&[raw], scope)?;
                 return Ok(Page { total: Some(1), batch });
             }
             Records::Under(key) => key,
         };
-        let envelope: HashMap<String, &RawValue> = serde_json::from_slice(body)
-            .map_err(|e| BodyError::Malformed(format!("not a JSON object: {e}")))?;
+        let envelope: HashMap<String, &RawValue> = serde_json::from_slice(body).map_err(|e| BodyError::Malformed(format!("not a JSON object: {e}")))?;
         let total = match envelope.get("TotalCount") {
-            Some(raw) => Some(
-                serde_json::from_str::<u64>(raw.get())
-                    .map_err(|e| BodyError::Malformed(format!("TotalCount is not a count: {e}")))?,
-            ),
+            Some(raw) => Some(serde_json::from_str::<u64>(raw.get()).map_err(|e| BodyError::Malformed(format!("TotalCount is not a count: {e}")))?),
             None => None,
         };
         let records: Vec<&RawValue> = match envelope.get(key) {
             Some(raw) if raw.get() == "null" => Vec::new(),
-            Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| BodyError::Malformed(format!("`{key}` is not a list: {e}")))?,
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| BodyError::Malformed(format!("`{key}` is not a list: {e}")))?,
             None => return Err(BodyError::Malformed(format!("the response has no `{key}` list"))),
         };
         // Envelope values the schema asks for (`InactiveMails` of /deliverystats) go into every row.
@@ -143,14 +136,9 @@ impl PageDecoder {
             .build_decoder()
             .map_err(|e| BodyError::Data(e.to_string()))?;
         for (i, raw) in records.iter().enumerate() {
-            decoder.decode(raw.get().as_bytes()).map_err(|e| {
-                BodyError::Data(format!(
-                    "stream `{}`, record {} ({}): {e}",
-                    self.stream,
-                    i,
-                    record_id(raw)
-                ))
-            })?;
+            decoder
+                .decode(raw.get().as_bytes())
+                .map_err(|e| BodyError::Data(format!("stream `{}`, record {} ({}): {e}", self.stream, i, record_id(raw))))?;
         }
         let decoded = match decoder.flush() {
             Ok(batch) => batch.unwrap_or_else(|| RecordBatch::new_empty(self.source_schema.clone())),
@@ -168,10 +156,7 @@ impl PageDecoder {
         };
         for key in keys.keys() {
             if self.source_schema.field_with_name(key).is_err() {
-                let first_time = WARNED
-                    .lock()
-                    .map(|mut w| w.insert((self.stream.clone(), (*key).to_string())))
-                    .unwrap_or(false);
+                let first_time = WARNED.lock().map(|mut w| w.insert((self.stream.clone(), (*key).to_string()))).unwrap_or(false);
                 if first_time {
                     tracing::warn!(stream = %self.stream, field = %key, "The API sent a field the schema does not know; it is not loaded (add it to schemas/{}.json to keep it).", self.stream);
                 }
@@ -217,8 +202,7 @@ impl PageDecoder {
             };
             columns.push(column);
         }
-        RecordBatch::try_new(self.output_schema.clone(), columns)
-            .map_err(|e| BodyError::Data(format!("stream `{}`: {e}", self.stream)))
+        RecordBatch::try_new(self.output_schema.clone(), columns).map_err(|e| BodyError::Data(format!("stream `{}`: {e}", self.stream)))
     }
 }
 
@@ -257,11 +241,7 @@ fn retype(array: &ArrayRef, to: &DataType) -> ArrayRef {
             .collect(),
         _ => data.child_data().to_vec(),
     };
-    let rebuilt = data
-        .into_builder()
-        .data_type(to.clone())
-        .child_data(children)
-        .build();
+    let rebuilt = data.into_builder().data_type(to.clone()).child_data(children).build();
     match rebuilt {
         Ok(d) => make_array(d),
         // The schemas are built from one FieldType tree, so the layouts always agree.
@@ -296,11 +276,7 @@ mod tests {
     use arrow::array::{BooleanArray, ListArray, MapArray, StructArray};
 
     fn decoder() -> PageDecoder {
-        let schema = StreamSchema::from_json_schema(
-            "messages_outbound",
-            include_str!("../../schemas/messages_outbound.json"),
-        )
-        .unwrap();
+        let schema = StreamSchema::from_json_schema("messages_outbound", include_str!("../../schemas/messages_outbound.json")).unwrap();
         PageDecoder::new(&schema, Records::Under("Messages"), Utc::now())
     }
 
@@ -316,13 +292,29 @@ mod tests {
     /// Offsets become UTC, falsy values survive, absent keys are null, nested names are snake_case.
     #[test]
     fn decodes_a_page_faithfully() {
-        let page = decoder().decode(BODY.as_bytes(), &Scope { server_id: Some(7), message_stream: Some("broadcast".into()) }).unwrap();
+        let page = decoder()
+            .decode(
+                BODY.as_bytes(),
+                &Scope {
+                    server_id: Some(7),
+                    message_stream: Some("broadcast".into()),
+                },
+            )
+            .unwrap();
         assert_eq!(page.total, Some(2));
         let b = &page.batch;
         assert_eq!(b.num_rows(), 2);
-        let ts = b.column_by_name("received_at").unwrap().as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+        let ts = b
+            .column_by_name("received_at")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
         // 09:14:07.551209 at -04:00 is 13:14:07.551209Z (the 7th digit is below a microsecond).
-        assert_eq!(ts.value(0), DateTime::parse_from_rfc3339("2025-06-03T13:14:07.551209Z").unwrap().timestamp_micros());
+        assert_eq!(
+            ts.value(0),
+            DateTime::parse_from_rfc3339("2025-06-03T13:14:07.551209Z").unwrap().timestamp_micros()
+        );
         let tag = string_column(b, "tag").unwrap();
         assert_eq!(tag.value(0), "");
         assert!(tag.is_null(1));
@@ -350,7 +342,13 @@ mod tests {
             Err(BodyError::Data(m)) => assert!(m.contains("messages_outbound") && m.contains("m-1"), "{m}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decoder().decode(&BODY.as_bytes()[..100], &Scope::default()), Err(BodyError::Malformed(_))));
-        assert!(matches!(decoder().decode(b"{\"TotalCount\":0}", &Scope::default()), Err(BodyError::Malformed(_))));
+        assert!(matches!(
+            decoder().decode(&BODY.as_bytes()[..100], &Scope::default()),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            decoder().decode(b"{\"TotalCount\":0}", &Scope::default()),
+            Err(BodyError::Malformed(_))
+        ));
     }
 }

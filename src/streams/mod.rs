@@ -31,10 +31,7 @@ pub enum Kind {
     /// the top until events are older than the bookmark minus `lookback_days`. When the offset
     /// limit comes first, the rest is read in date windows if the API proves to honour
     /// `fromdate`/`todate`, else from `per_message_path` for each row of `per_message`.
-    EventFeed {
-        per_message_path: &'static str,
-        per_message: ParentRows,
-    },
+    EventFeed { per_message_path: &'static str, per_message: ParentRows },
     /// Daily stats (`fromdate`/`todate` as dates), re-read over `lookback_days` every run.
     DailyStats(StatsShape),
     /// One request per row of a parent stream in the incremental range.
@@ -82,10 +79,7 @@ pub enum Partition {
     None,
     /// One call per value of a query parameter (inbound `status`: the API's default shows only
     /// processed messages).
-    Values {
-        param: &'static str,
-        values: &'static [&'static str],
-    },
+    Values { param: &'static str, values: &'static [&'static str] },
     /// One call per message stream of these types; the ID goes in `param`, or replaces
     /// `{stream}` in the path when `param` is `None`.
     MessageStreams {
@@ -181,13 +175,23 @@ mod tests {
                 assert_eq!(p.kind, Kind::DateWindows, "{}: the parent is read in date windows", def.name);
                 assert_eq!(p.partition, def.partition, "{}: partitioned as its parent", def.name);
                 let ps = p.schema().unwrap_or_else(|e| panic!("{}: {e}", p.name));
-                let id = ps.field(rows.id_column).unwrap_or_else(|| panic!("{}: parent has no {}", def.name, rows.id_column));
-                assert!(matches!(id.ty, crate::schema::FieldType::String | crate::schema::FieldType::Integer), "{}: id column type", def.name);
+                let id = ps
+                    .field(rows.id_column)
+                    .unwrap_or_else(|| panic!("{}: parent has no {}", def.name, rows.id_column));
+                assert!(
+                    matches!(id.ty, crate::schema::FieldType::String | crate::schema::FieldType::Integer),
+                    "{}: id column type",
+                    def.name
+                );
                 if let Some(c) = rows.only_if {
                     assert!(ps.field(c).is_some(), "{}: parent has no filter column {c}", def.name);
                 }
                 if let Some(f) = id_field {
-                    assert!(schema.fields.iter().any(|x| x.source.as_deref() == Some(f)), "{}: no field {f} for the parent id", def.name);
+                    assert!(
+                        schema.fields.iter().any(|x| x.source.as_deref() == Some(f)),
+                        "{}: no field {f} for the parent id",
+                        def.name
+                    );
                     assert!(def.path.contains("{id}"), "{}: path without {{id}}", def.name);
                     assert!(def.replication_key().is_some(), "{}: no bookmark key", def.name);
                 }

@@ -97,7 +97,11 @@ impl<'a> Extractor<'a> {
             return Ok(Vec::new());
         }
         let account = [ServerScope::account()];
-        let servers = if def.token == TokenKind::Account { &account[..] } else { self.discovery.servers().await? };
+        let servers = if def.token == TokenKind::Account {
+            &account[..]
+        } else {
+            self.discovery.servers().await?
+        };
         let schema = def.schema()?;
         let decoder = PageDecoder::new(&schema, def.records, self.now);
         let mut out = Vec::new();

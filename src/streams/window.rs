@@ -31,10 +31,7 @@ pub fn eastern_wall_clock(t: DateTime<Utc>) -> NaiveDateTime {
 
 /// True when the instant's New York wall-clock time also names another instant.
 pub fn is_ambiguous(t: DateTime<Utc>) -> bool {
-    matches!(
-        New_York.from_local_datetime(&eastern_wall_clock(t)),
-        LocalResult::Ambiguous(..)
-    )
+    matches!(New_York.from_local_datetime(&eastern_wall_clock(t)), LocalResult::Ambiguous(..))
 }
 
 fn floor_second(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -140,10 +137,7 @@ impl Window {
                 to_wall,
             });
         }
-        Ok(bounds
-            .windows(2)
-            .map(|b| Window { from: b[0], to: b[1] })
-            .collect())
+        Ok(bounds.windows(2).map(|b| Window { from: b[0], to: b[1] }).collect())
     }
 }
 
@@ -190,9 +184,16 @@ impl LeafPlanner {
         while let Some(window) = self.pending.pop() {
             let (total, fetched) = probe(window).await.map_err(PlanError::Probe)?;
             if total <= self.reach {
-                return Ok(Some(Leaf { window, total, probe: fetched, splits }));
+                return Ok(Some(Leaf {
+                    window,
+                    total,
+                    probe: fetched,
+                    splits,
+                }));
             }
-            let parts = window.split_for_total(total, self.reach).map_err(|source| PlanError::TooDense { total, source })?;
+            let parts = window
+                .split_for_total(total, self.reach)
+                .map_err(|source| PlanError::TooDense { total, source })?;
             splits += 1;
             self.pending.extend(parts.into_iter().rev());
         }
@@ -229,7 +230,10 @@ mod tests {
         assert!(w.to >= utc("2026-11-01T07:00:00Z"));
         // The last second before the repeated hour, the first after its second pass.
         assert_eq!(w.query_bounds(), ("2026-11-01T00:59:59".to_string(), "2026-11-01T02:00:00".to_string()));
-        let inside = Window { from: utc("2026-11-01T04:51:06Z"), to: utc("2026-11-01T07:00:00Z") };
+        let inside = Window {
+            from: utc("2026-11-01T04:51:06Z"),
+            to: utc("2026-11-01T07:00:00Z"),
+        };
         assert!(inside.split(3).is_ok(), "a window reaching into the repeated hour can still be cut before it");
     }
 
@@ -253,9 +257,15 @@ mod tests {
     #[test]
     fn one_second_cannot_split() {
         let t = utc("2026-03-03T12:00:00Z");
-        let w = Window { from: t, to: t + Duration::seconds(1) };
+        let w = Window {
+            from: t,
+            to: t + Duration::seconds(1),
+        };
         assert!(w.split(4).is_err());
-        let w2 = Window { from: t, to: t + Duration::seconds(2) };
+        let w2 = Window {
+            from: t,
+            to: t + Duration::seconds(2),
+        };
         assert_eq!(w2.split(4).unwrap().len(), 2);
     }
 }

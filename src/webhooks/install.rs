@@ -50,12 +50,36 @@ pub async fn install(client: &PostmarkClient, token: &Secret, url: &str, message
         Some(w) => {
             let wid = id(&w);
             let path = format!("/webhooks/{wid}");
-            client.request(Auth::Server(token), Call { method: Method::PUT, path: &path, query: &[], body: Some(&body), rules: &[] }, parse_json).await?;
+            client
+                .request(
+                    Auth::Server(token),
+                    Call {
+                        method: Method::PUT,
+                        path: &path,
+                        query: &[],
+                        body: Some(&body),
+                        rules: &[],
+                    },
+                    parse_json,
+                )
+                .await?;
             Ok(Installed::Updated(wid))
         }
         None => {
             body["MessageStream"] = json!(message_stream);
-            let created = client.request(Auth::Server(token), Call { method: Method::POST, path: "/webhooks", query: &[], body: Some(&body), rules: &[] }, parse_json).await?;
+            let created = client
+                .request(
+                    Auth::Server(token),
+                    Call {
+                        method: Method::POST,
+                        path: "/webhooks",
+                        query: &[],
+                        body: Some(&body),
+                        rules: &[],
+                    },
+                    parse_json,
+                )
+                .await?;
             Ok(Installed::Created(id(&created)))
         }
     }

@@ -29,14 +29,54 @@ macro_rules! schema_file {
 }
 
 pub static TABLES: &[WebhookTable] = &[
-    WebhookTable { name: "webhook_deliveries", primary_key: &["message_id", "recipient", "delivered_at"], required: &["MessageID", "Recipient", "DeliveredAt"], schema_json: schema_file!("webhook_deliveries") },
-    WebhookTable { name: "webhook_bounces", primary_key: &["id"], required: &["ID"], schema_json: schema_file!("webhook_bounces") },
-    WebhookTable { name: "webhook_spam_complaints", primary_key: &["id"], required: &["ID"], schema_json: schema_file!("webhook_spam_complaints") },
-    WebhookTable { name: "webhook_opens", primary_key: &["message_id", "recipient", "received_at"], required: &["MessageID", "Recipient", "ReceivedAt"], schema_json: schema_file!("webhook_opens") },
-    WebhookTable { name: "webhook_clicks", primary_key: &["message_id", "recipient", "original_link", "received_at"], required: &["MessageID", "Recipient", "OriginalLink", "ReceivedAt"], schema_json: schema_file!("webhook_clicks") },
-    WebhookTable { name: "webhook_subscription_changes", primary_key: &["message_stream", "recipient", "changed_at"], required: &["MessageStream", "Recipient", "ChangedAt"], schema_json: schema_file!("webhook_subscription_changes") },
-    WebhookTable { name: "webhook_inbound", primary_key: &["message_id"], required: &["MessageID"], schema_json: schema_file!("webhook_inbound") },
-    WebhookTable { name: "webhook_smtp_api_errors", primary_key: &["id"], required: &["ID"], schema_json: schema_file!("webhook_smtp_api_errors") },
+    WebhookTable {
+        name: "webhook_deliveries",
+        primary_key: &["message_id", "recipient", "delivered_at"],
+        required: &["MessageID", "Recipient", "DeliveredAt"],
+        schema_json: schema_file!("webhook_deliveries"),
+    },
+    WebhookTable {
+        name: "webhook_bounces",
+        primary_key: &["id"],
+        required: &["ID"],
+        schema_json: schema_file!("webhook_bounces"),
+    },
+    WebhookTable {
+        name: "webhook_spam_complaints",
+        primary_key: &["id"],
+        required: &["ID"],
+        schema_json: schema_file!("webhook_spam_complaints"),
+    },
+    WebhookTable {
+        name: "webhook_opens",
+        primary_key: &["message_id", "recipient", "received_at"],
+        required: &["MessageID", "Recipient", "ReceivedAt"],
+        schema_json: schema_file!("webhook_opens"),
+    },
+    WebhookTable {
+        name: "webhook_clicks",
+        primary_key: &["message_id", "recipient", "original_link", "received_at"],
+        required: &["MessageID", "Recipient", "OriginalLink", "ReceivedAt"],
+        schema_json: schema_file!("webhook_clicks"),
+    },
+    WebhookTable {
+        name: "webhook_subscription_changes",
+        primary_key: &["message_stream", "recipient", "changed_at"],
+        required: &["MessageStream", "Recipient", "ChangedAt"],
+        schema_json: schema_file!("webhook_subscription_changes"),
+    },
+    WebhookTable {
+        name: "webhook_inbound",
+        primary_key: &["message_id"],
+        required: &["MessageID"],
+        schema_json: schema_file!("webhook_inbound"),
+    },
+    WebhookTable {
+        name: "webhook_smtp_api_errors",
+        primary_key: &["id"],
+        required: &["ID"],
+        schema_json: schema_file!("webhook_smtp_api_errors"),
+    },
 ];
 
 impl WebhookTable {
@@ -113,7 +153,10 @@ mod tests {
     fn classification() {
         let c = |v: Value| classify(&v).map(|t| t.name);
         assert_eq!(c(json!({"RecordType": "Bounce", "ID": 1, "Type": "HardBounce"})), Ok("webhook_bounces"));
-        assert_eq!(c(json!({"RecordType": "Bounce", "ID": 1, "Type": "SMTPApiError"})), Ok("webhook_smtp_api_errors"));
+        assert_eq!(
+            c(json!({"RecordType": "Bounce", "ID": 1, "Type": "SMTPApiError"})),
+            Ok("webhook_smtp_api_errors")
+        );
         assert_eq!(c(json!({"MessageID": "m", "FromFull": {}})), Ok("webhook_inbound"));
         assert!(c(json!({"RecordType": "Open", "MessageID": "m"})).unwrap_err().contains("`Recipient`"));
         assert!(c(json!({"RecordType": "Nope"})).unwrap_err().contains("unknown RecordType"));

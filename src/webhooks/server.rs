@@ -17,9 +17,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::{SecondsFormat, Utc};
 use headers::authorization::Basic;
 use headers::{Authorization, HeaderMapExt};
-use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
@@ -75,7 +75,12 @@ fn authorized(headers: &HeaderMap, secret: &Secret) -> bool {
 async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorized(&headers, &app.secret) {
         tracing::warn!("Webhook refused: missing or wrong credentials.");
-        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"postmark-elt\"")], "unauthorized\n").into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"postmark-elt\"")],
+            "unauthorized\n",
+        )
+            .into_response();
     }
     let mut event: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -151,7 +156,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                     match spool::merge(&dir, dest, &path, sink) {
                         Ok(m) if m.events > 0 => tracing::info!(events = m.events, segments = m.segments, "Webhook events merged."),
                         Ok(_) => {}
-                        Err(SinkError::Locked { .. }) => tracing::info!("Destination busy (a sync holds it); webhook events stay spooled and are merged later."),
+                        Err(SinkError::Locked { .. }) => {
+                            tracing::info!("Destination busy (a sync holds it); webhook events stay spooled and are merged later.")
+                        }
                         Err(e) => tracing::error!(error = %e, "Merging webhook events failed; they stay spooled."),
                     }
                     if stopping {
@@ -187,8 +194,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
     use axum::http::HeaderValue;
+    use base64::Engine;
 
     /// The secret is accepted as a header or as the basic-auth password, nothing else.
     #[test]

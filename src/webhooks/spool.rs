@@ -47,7 +47,11 @@ pub fn segments(dir: &Path) -> Vec<PathBuf> {
             entries
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl")))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl"))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -196,8 +200,12 @@ pub fn merge(dir: &Path, dest: DestKind, path: &Path, options: sinks::SinkOption
         for line in BufReader::new(file).lines() {
             let Ok(line) = line else { break };
             // A torn last line was never acknowledged.
-            let Ok(Value::Object(mut entry)) = serde_json::from_str::<Value>(&line) else { continue };
-            let Some(t) = entry.get("t").and_then(Value::as_str).and_then(table) else { continue };
+            let Ok(Value::Object(mut entry)) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let Some(t) = entry.get("t").and_then(Value::as_str).and_then(table) else {
+                continue;
+            };
             let at = entry.remove("at").unwrap_or(Value::Null);
             if let Some(Value::Object(mut event)) = entry.remove("e") {
                 event.insert("WebhookReceivedAt".to_string(), at);

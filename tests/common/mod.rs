@@ -103,14 +103,12 @@ pub fn assert_ok(out: &Output) {
 pub fn duckdb_ids(path: &Path) -> (i64, i64, HashSet<String>) {
     let conn = duckdb::Connection::open(path).expect("open duckdb");
     let (rows, distinct): (i64, i64) = conn
-        .query_row("SELECT count(*), count(DISTINCT message_id) FROM messages_outbound", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT count(*), count(DISTINCT message_id) FROM messages_outbound", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .expect("count");
     let mut stmt = conn.prepare("SELECT message_id FROM messages_outbound").expect("prepare");
-    let ids = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect();
+    let ids = stmt.query_map([], |r| r.get::<_, String>(0)).expect("query").map(|r| r.expect("row")).collect();
     (rows, distinct, ids)
 }
 
@@ -126,10 +124,7 @@ pub fn duckdb_state(path: &Path) -> Value {
 pub fn rows(path: &Path, sql: &str) -> HashSet<String> {
     let conn = duckdb::Connection::open(path).expect("open duckdb");
     let mut stmt = conn.prepare(&format!("SELECT concat_ws('|', *COLUMNS(*)) FROM ({sql})")).expect("prepare");
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect()
+    stmt.query_map([], |r| r.get::<_, String>(0)).expect("query").map(|r| r.expect("row")).collect()
 }
 
 pub fn scalar(path: &Path, sql: &str) -> i64 {

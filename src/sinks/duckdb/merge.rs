@@ -74,7 +74,10 @@ impl DuckdbSink {
             }
             appender.flush().map_err(|e| self.fail(&context, e))?;
             drop(appender);
-            self.exec(&context, &format!("DELETE FROM main.{table} AS t USING temp.{keys} AS s WHERE {on}{within}; DELETE FROM temp.{keys};"))?;
+            self.exec(
+                &context,
+                &format!("DELETE FROM main.{table} AS t USING temp.{keys} AS s WHERE {on}{within}; DELETE FROM temp.{keys};"),
+            )?;
         }
         // Straight into the target, by column name: an older table may order its columns
         // differently (columns added by newer schemas come last).

@@ -125,9 +125,7 @@ impl DuckdbSink {
         )?;
         sink.exec(
             "creating the state table",
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (id INTEGER PRIMARY KEY, state VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"
-            ),
+            &format!("CREATE TABLE IF NOT EXISTS {STATE_TABLE} (id INTEGER PRIMARY KEY, state VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"),
         )?;
         Ok(sink)
     }
@@ -170,12 +168,9 @@ impl DuckdbSink {
         let rows = stmt
             .query_map([table], |r| r.get::<_, String>(0))
             .map_err(|e| self.fail("reading table columns", e))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.fail("reading table columns", e))
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.fail("reading table columns", e))
     }
-
 }
-
 
 impl Sink for DuckdbSink {
     fn load_state(&mut self) -> Result<Option<State>, SinkError> {
@@ -193,10 +188,7 @@ impl Sink for DuckdbSink {
     fn begin_stream(&mut self, stream: &StreamInfo) -> Result<(), SinkError> {
         let table = quote_ident(&stream.name);
         let columns = stream.schema.duckdb_columns();
-        let ddl: Vec<String> = columns
-            .iter()
-            .map(|(name, ty)| format!("{} {ty}", quote_ident(name)))
-            .collect();
+        let ddl: Vec<String> = columns.iter().map(|(name, ty)| format!("{} {ty}", quote_ident(name))).collect();
         let existing = self.existing_columns(&stream.name)?;
         let empty = existing.is_empty()
             || self
@@ -228,7 +220,11 @@ impl Sink for DuckdbSink {
             .collect();
         self.exec(
             &format!("creating the key table of {}", stream.name),
-            &format!("CREATE OR REPLACE TEMP TABLE {} ({})", quote_ident(&keys_table(&stream.name)), key_ddl.join(", ")),
+            &format!(
+                "CREATE OR REPLACE TEMP TABLE {} ({})",
+                quote_ident(&keys_table(&stream.name)),
+                key_ddl.join(", ")
+            ),
         )?;
         let encoder = KeyEncoder::new(stream).map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
         // Begun again (another server): what was loaded is still known. A fixed cursor needs

@@ -25,20 +25,39 @@ fn merge_on_key_and_state_in_one_transaction() {
         let mut sink = DuckdbSink::open(&path, SinkOptions::default()).unwrap();
         assert_eq!(sink.load_state().unwrap(), None);
         sink.begin_stream(&info).unwrap();
-        sink.write("messages_outbound", &dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
+        sink.write(
+            "messages_outbound",
+            &dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch,
+        )
+        .unwrap();
         // "b" twice in one commit (a shared window boundary) and again in the next commit.
-        sink.write("messages_outbound", &dec.decode(page(&["b", "c"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
+        sink.write(
+            "messages_outbound",
+            &dec.decode(page(&["b", "c"]).as_bytes(), &Default::default()).unwrap().batch,
+        )
+        .unwrap();
         state.advance("messages_outbound", "outbound", "received_at", Utc::now());
         sink.commit(None, &state).unwrap();
-        sink.write("messages_outbound", &dec.decode(page(&["c", "d"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
+        sink.write(
+            "messages_outbound",
+            &dec.decode(page(&["c", "d"]).as_bytes(), &Default::default()).unwrap().batch,
+        )
+        .unwrap();
         sink.commit(None, &state).unwrap();
-        sink.write("messages_outbound", &dec.decode(page(&["e"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
+        sink.write("messages_outbound", &dec.decode(page(&["e"]).as_bytes(), &Default::default()).unwrap().batch)
+            .unwrap();
         sink.finish().unwrap();
     }
     assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 4);
     assert_eq!(count(&path, "SELECT count(DISTINCT message_id) FROM messages_outbound"), 4);
     assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE tag = '' AND NOT track_opens"), 4);
-    assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE metadata['k'] = 'v' AND \"to\"[1].email = 'a@b'"), 4);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM messages_outbound WHERE metadata['k'] = 'v' AND \"to\"[1].email = 'a@b'"
+        ),
+        4
+    );
     assert_eq!(
         count(&path, "SELECT epoch(received_at)::BIGINT FROM messages_outbound LIMIT 1"),
         chrono::DateTime::parse_from_rfc3339("2026-03-08T06:59:59Z").unwrap().timestamp()
@@ -55,7 +74,10 @@ fn older_copies_are_looked_for_in_the_cursor_range() {
     let dir = tempfile::tempdir().unwrap();
     let (fixed, dec) = crate::sinks::messages_for_tests();
     assert!(fixed.cursor_fixed);
-    let moving = StreamInfo { cursor_fixed: false, ..fixed.clone() };
+    let moving = StreamInfo {
+        cursor_fixed: false,
+        ..fixed.clone()
+    };
     let at = |id: &str, when: &str, tag: &str| {
         let body = format!(r#"{{"TotalCount":1,"Messages":[{{"MessageID":"{id}","ReceivedAt":"{when}","Tag":"{tag}"}}]}}"#);
         dec.decode(body.as_bytes(), &Default::default()).unwrap().batch
@@ -72,7 +94,11 @@ fn older_copies_are_looked_for_in_the_cursor_range() {
             sink.finish().unwrap();
         };
         // Into the empty table: "a" again after a later row (a re-read window).
-        run(&[("a", "2026-11-02T10:00:00Z", "1"), ("b", "2026-11-02T12:00:00Z", "1"), ("a", "2026-11-02T10:00:00Z", "1b")]);
+        run(&[
+            ("a", "2026-11-02T10:00:00Z", "1"),
+            ("b", "2026-11-02T12:00:00Z", "1"),
+            ("a", "2026-11-02T10:00:00Z", "1b"),
+        ]);
         assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'a' AND tag = '1b'"), 1);
         assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 2);
         // A copy of "a" an hour earlier: what a fixed cursor promises never to happen.
@@ -81,7 +107,11 @@ fn older_copies_are_looked_for_in_the_cursor_range() {
             .execute_batch("INSERT INTO messages_outbound (message_id, received_at, tag) VALUES ('a', TIMESTAMP '2026-11-02 09:00:00', 'planted')")
             .unwrap();
         // "b" twice within one transaction: the second delete finds the uncommitted copy.
-        run(&[("a", "2026-11-02T10:00:00Z", "2"), ("b", "2026-11-02T12:00:00Z", "2"), ("b", "2026-11-02T12:00:00Z", "3")]);
+        run(&[
+            ("a", "2026-11-02T10:00:00Z", "2"),
+            ("b", "2026-11-02T12:00:00Z", "2"),
+            ("b", "2026-11-02T12:00:00Z", "3"),
+        ]);
         let a = count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'a'");
         assert_eq!(a, if info.cursor_fixed { 2 } else { 1 }, "cursor_fixed {}", info.cursor_fixed);
         assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound WHERE message_id = 'a' AND tag = '2'"), 1);
@@ -94,9 +124,16 @@ fn older_copies_are_looked_for_in_the_cursor_range() {
 #[test]
 fn options_reach_duckdb() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SinkOptions { duckdb_memory_limit_mb: 100, ..SinkOptions::default() };
+    let options = SinkOptions {
+        duckdb_memory_limit_mb: 100,
+        ..SinkOptions::default()
+    };
     let sink = DuckdbSink::open(&dir.path().join("t.duckdb"), options).unwrap();
-    let setting = |name: &str| sink.conn.query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get::<_, String>(0)).unwrap();
+    let setting = |name: &str| {
+        sink.conn
+            .query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get::<_, String>(0))
+            .unwrap()
+    };
     assert_eq!(setting("memory_limit"), "95.3 MiB");
     assert_eq!(setting("threads"), "1");
 }
@@ -108,13 +145,21 @@ fn commit_covers_only_its_stream() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.duckdb");
     let (info, dec) = crate::sinks::messages_for_tests();
-    let other = StreamInfo { name: "other".to_string(), ..info.clone() };
+    let other = StreamInfo {
+        name: "other".to_string(),
+        ..info.clone()
+    };
     {
         let mut sink = DuckdbSink::open(&path, SinkOptions::default()).unwrap();
         sink.begin_stream(&info).unwrap();
         sink.begin_stream(&other).unwrap();
-        sink.write("other", &dec.decode(page(&["x"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
-        sink.write("messages_outbound", &dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
+        sink.write("other", &dec.decode(page(&["x"]).as_bytes(), &Default::default()).unwrap().batch)
+            .unwrap();
+        sink.write(
+            "messages_outbound",
+            &dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch,
+        )
+        .unwrap();
         sink.replace("other", None).unwrap();
         sink.commit(Some("messages_outbound"), &State::default()).unwrap();
         sink.finish().unwrap();

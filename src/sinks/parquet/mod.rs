@@ -21,8 +21,8 @@ use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt
 use arrow::compute::take_record_batch;
 use arrow::row::Row;
 use chrono::DateTime;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
@@ -149,18 +149,18 @@ impl ParquetSink {
             }
         }
         for (stream, batches) in streams {
-            let info = self.streams.get(&stream).cloned().ok_or_else(|| {
-                write_err(&self.dir, format!("stream {stream}"))("written before it was begun".to_string())
-            })?;
+            let info = self
+                .streams
+                .get(&stream)
+                .cloned()
+                .ok_or_else(|| write_err(&self.dir, format!("stream {stream}"))("written before it was begun".to_string()))?;
             let drop_servers = replaced.get(&stream).cloned().unwrap_or_default();
             self.write_stream(&info, &batches, &drop_servers)?;
         }
         self.buffered_rows = 0;
         if let Some(state) = self.pending_state.take() {
             let path = self.dir.join(STATE_FILE);
-            write_atomically(&path, |f| {
-                f.write_all(state.to_json().as_bytes()).map_err(io(&path))
-            })?;
+            write_atomically(&path, |f| f.write_all(state.to_json().as_bytes()).map_err(io(&path)))?;
         }
         Ok(())
     }
@@ -182,7 +182,11 @@ impl ParquetSink {
             groups.entry(None).or_default();
         }
         for (partition, parts) in groups {
-            let keys = parts.iter().map(|(batch, _)| encoder.rows(batch)).collect::<Result<Vec<_>, _>>().map_err(fail)?;
+            let keys = parts
+                .iter()
+                .map(|(batch, _)| encoder.rows(batch))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?;
             // The last row of a key (the newest extraction) wins: walk newest first.
             let mut new_keys: HashSet<Row<'_>> = HashSet::new();
             let mut keep: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
@@ -270,9 +274,16 @@ impl ParquetSink {
             for batch in reader {
                 let batch = batch.map_err(|e| reading(&e))?;
                 let batch = with_schema(&batch, &info.arrow).map_err(|e| reading(&e))?;
-                let batch = if drop_servers.is_empty() { batch } else { without_servers(&batch, drop_servers).map_err(fail)? };
+                let batch = if drop_servers.is_empty() {
+                    batch
+                } else {
+                    without_servers(&batch, drop_servers).map_err(fail)?
+                };
                 let old_keys = encoder.rows(&batch).map_err(fail)?;
-                let kept: Vec<u32> = (0..old_keys.num_rows()).filter(|&i| !new_keys.contains(&old_keys.row(i))).map(|i| i as u32).collect();
+                let kept: Vec<u32> = (0..old_keys.num_rows())
+                    .filter(|&i| !new_keys.contains(&old_keys.row(i)))
+                    .map(|i| i as u32)
+                    .collect();
                 write(&take_rows(&batch, kept).map_err(fail)?)?;
             }
         }
@@ -287,8 +298,17 @@ impl ParquetSink {
     /// files that stay and the merged file (named as the newest file it replaces), then it is
     /// exchanged with the partition's folder in one rename, so a reader sees the old files or
     /// the new ones, never old and new copies of a key together, nor neither.
-    fn swap_partition(&self, folder: &Path, files: &[PartFile], rewrite: &[usize], fill: impl FnOnce(&mut File) -> Result<(), SinkError>) -> Result<(), SinkError> {
-        let staging = self.dir.join(STAGING_DIR).join(folder.strip_prefix(&self.dir).unwrap_or(folder).to_string_lossy().replace(['/', '\\'], "~"));
+    fn swap_partition(
+        &self,
+        folder: &Path,
+        files: &[PartFile],
+        rewrite: &[usize],
+        fill: impl FnOnce(&mut File) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        let staging = self
+            .dir
+            .join(STAGING_DIR)
+            .join(folder.strip_prefix(&self.dir).unwrap_or(folder).to_string_lossy().replace(['/', '\\'], "~"));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(io(&staging))?;
         let newest = rewrite.iter().map(|&i| &files[i]).max_by_key(|f| f.seq).map(|f| f.name()).unwrap_or_default();
@@ -297,8 +317,15 @@ impl ParquetSink {
         fill(&mut file)?;
         file.sync_all().map_err(io(&merged))?;
         drop(file);
-        let linked = files.iter().enumerate().filter(|(i, _)| !rewrite.contains(i)).try_for_each(|(_, f)| fs::hard_link(&f.path, staging.join(f.name())));
-        let swapped = self.exchange_folders && linked.is_ok() && File::open(&staging).and_then(|d| d.sync_all()).is_ok() && exchange(&staging, folder).map_err(io(folder))?;
+        let linked = files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !rewrite.contains(i))
+            .try_for_each(|(_, f)| fs::hard_link(&f.path, staging.join(f.name())));
+        let swapped = self.exchange_folders
+            && linked.is_ok()
+            && File::open(&staging).and_then(|d| d.sync_all()).is_ok()
+            && exchange(&staging, folder).map_err(io(folder))?;
         if !swapped {
             // No hard links or no atomic exchange here: the merged file replaces the newest old
             // one, then the others go. A crash in between leaves old copies of the new keys,
@@ -318,7 +345,6 @@ impl ParquetSink {
         Ok(())
     }
 }
-
 
 impl Sink for ParquetSink {
     fn load_state(&mut self) -> Result<Option<State>, SinkError> {

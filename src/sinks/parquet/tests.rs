@@ -13,7 +13,10 @@ fn page(ids: &[(&str, &str)]) -> String {
 fn rows_in(folder: &Path) -> Vec<(String, String)> {
     let mut rows = Vec::new();
     for file in files_in(folder) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(folder.join(file)).unwrap()).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(folder.join(file)).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
         for b in reader {
             let b = b.unwrap();
             let ids = crate::streams::extract::string_column(&b, "message_id").unwrap();
@@ -48,7 +51,9 @@ fn read_all(dir: &Path) -> Vec<String> {
 /// Messages `m{from}..m{to}` received at `at`, tagged `tag`.
 fn tagged(dec: &crate::streams::extract::PageDecoder, ids: std::ops::Range<usize>, at: &str, tag: &str) -> RecordBatch {
     let msgs: Vec<String> = ids.map(|i| format!(r#"{{"MessageID":"m{i}","ReceivedAt":"{at}","Tag":"{tag}"}}"#)).collect();
-    dec.decode(format!(r#"{{"TotalCount":0,"Messages":[{}]}}"#, msgs.join(",")).as_bytes(), &Default::default()).unwrap().batch
+    dec.decode(format!(r#"{{"TotalCount":0,"Messages":[{}]}}"#, msgs.join(",")).as_bytes(), &Default::default())
+        .unwrap()
+        .batch
 }
 
 fn flush(sink: &mut ParquetSink, batch: RecordBatch) {
@@ -71,11 +76,22 @@ fn partitions_merge_and_state() {
             assert!(matches!(ParquetSink::open(dir.path()), Err(SinkError::Locked { .. })));
         }
         sink.begin_stream(&info).unwrap();
-        let body = page(&[("a", "2026-11-01T23:30:00-05:00"), ("b", "2026-11-02T10:00:00Z"), ("a", "2026-11-01T23:30:00-05:00")]);
-        sink.write("messages_outbound", &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch).unwrap();
+        let body = page(&[
+            ("a", "2026-11-01T23:30:00-05:00"),
+            ("b", "2026-11-02T10:00:00Z"),
+            ("a", "2026-11-01T23:30:00-05:00"),
+        ]);
+        sink.write("messages_outbound", &dec.decode(body.as_bytes(), &Default::default()).unwrap().batch)
+            .unwrap();
         sink.commit(None, &state).unwrap();
         // Staged but never committed: must not appear.
-        sink.write("messages_outbound", &dec.decode(page(&[("zz", "2026-11-02T10:00:00Z")]).as_bytes(), &Default::default()).unwrap().batch).unwrap();
+        sink.write(
+            "messages_outbound",
+            &dec.decode(page(&[("zz", "2026-11-02T10:00:00Z")]).as_bytes(), &Default::default())
+                .unwrap()
+                .batch,
+        )
+        .unwrap();
         sink.finish().unwrap();
     }
     assert_eq!(read_all(dir.path()), vec!["a", "b"]);
@@ -95,7 +111,9 @@ fn large_partition_rewrites_in_row_groups() {
         let msgs: Vec<String> = (from..to)
             .map(|i| format!(r#"{{"MessageID":"m{i}","ReceivedAt":"2026-11-02T10:00:00Z","Tag":"{tag}"}}"#))
             .collect();
-        dec.decode(format!(r#"{{"TotalCount":0,"Messages":[{}]}}"#, msgs.join(",")).as_bytes(), &Default::default()).unwrap().batch
+        dec.decode(format!(r#"{{"TotalCount":0,"Messages":[{}]}}"#, msgs.join(",")).as_bytes(), &Default::default())
+            .unwrap()
+            .batch
     };
     let mut sink = ParquetSink::open(dir.path()).unwrap();
     sink.begin_stream(&info).unwrap();
@@ -111,14 +129,22 @@ fn large_partition_rewrites_in_row_groups() {
     assert_eq!(files_in(&folder), vec![part_name(1)], "the second flush merged into the small first file");
     let file = File::open(folder.join(part_name(1))).unwrap();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    assert!(builder.metadata().num_row_groups() >= 40_000 / ROW_GROUP_ROWS, "{} row groups", builder.metadata().num_row_groups());
+    assert!(
+        builder.metadata().num_row_groups() >= 40_000 / ROW_GROUP_ROWS,
+        "{} row groups",
+        builder.metadata().num_row_groups()
+    );
     // Unique ids outgrow the dictionary limit and fall back to plain encoding, so no row
     // group holds (or was written holding) a dictionary of every id.
     for group in builder.metadata().row_groups() {
         let ids = group.columns().iter().find(|c| c.column_path().string() == "message_id").unwrap();
         // The encodings of data pages: a plain page is one written after the fallback.
         let pages = ids.page_encoding_stats_mask().expect("page encoding statistics");
-        assert!(pages.is_set(parquet::basic::Encoding::PLAIN), "no plain fallback: {:?}", pages.encodings().collect::<Vec<_>>());
+        assert!(
+            pages.is_set(parquet::basic::Encoding::PLAIN),
+            "no plain fallback: {:?}",
+            pages.encodings().collect::<Vec<_>>()
+        );
     }
     let mut tags: HashMap<String, String> = HashMap::new();
     let mut rows = 0;
@@ -143,7 +169,10 @@ fn large_partition_rewrites_in_row_groups() {
 fn commit_covers_only_its_stream() {
     let dir = tempfile::tempdir().unwrap();
     let (info, dec) = crate::sinks::messages_for_tests();
-    let other = StreamInfo { name: "other".to_string(), ..info.clone() };
+    let other = StreamInfo {
+        name: "other".to_string(),
+        ..info.clone()
+    };
     let mut sink = ParquetSink::open(dir.path()).unwrap();
     sink.begin_stream(&info).unwrap();
     sink.begin_stream(&other).unwrap();
@@ -181,10 +210,18 @@ fn added_merged_and_replaced(exchange_folders: bool) {
     let first = fs::read(folder.join(part_name(1))).unwrap();
     flush(&mut sink, tagged(&dec, 300..600, day, "b"));
     assert_eq!(files_in(&folder), vec![part_name(1), part_name(2)]);
-    assert_eq!(fs::read(folder.join(part_name(1))).unwrap(), first, "a large file with none of the keys is not rewritten");
+    assert_eq!(
+        fs::read(folder.join(part_name(1))).unwrap(),
+        first,
+        "a large file with none of the keys is not rewritten"
+    );
     flush(&mut sink, tagged(&dec, 600..650, day, "c"));
     flush(&mut sink, tagged(&dec, 650..700, day, "d"));
-    assert_eq!(files_in(&folder), vec![part_name(1), part_name(2), part_name(3)], "a small last file takes new rows");
+    assert_eq!(
+        files_in(&folder),
+        vec![part_name(1), part_name(2), part_name(3)],
+        "a small last file takes new rows"
+    );
     let third = fs::read(folder.join(part_name(3))).unwrap();
     // Keys in files 1 and 2 (and not 3): both are replaced by one file, named as the newest.
     flush(&mut sink, tagged(&dec, 250..350, day, "e"));
@@ -195,7 +232,10 @@ fn added_merged_and_replaced(exchange_folders: bool) {
     let rows = rows_in(&folder);
     assert_eq!(rows.len(), 700, "each key once");
     let tag = |id: &str| rows.iter().find(|(i, _)| i == id).map(|(_, t)| t.as_str());
-    assert_eq!((tag("m0"), tag("m250"), tag("m349"), tag("m350"), tag("m620"), tag("m699")), (Some("a"), Some("e"), Some("e"), Some("b"), Some("c"), Some("d")));
+    assert_eq!(
+        (tag("m0"), tag("m250"), tag("m349"), tag("m350"), tag("m620"), tag("m699")),
+        (Some("a"), Some("e"), Some("e"), Some("b"), Some("c"), Some("d"))
+    );
 }
 
 /// With a fixed cursor, only files whose cursor range meets the new rows' are searched for

@@ -83,7 +83,10 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
             report.records += rows;
             report.windows += windows;
             report.splits += splits;
-            format!("the list reached Postmark's 10,000 offset limit at {}; the rest was read in {windows} date windows", until.to_rfc3339())
+            format!(
+                "the list reached Postmark's 10,000 offset limit at {}; the rest was read in {windows} date windows",
+                until.to_rfc3339()
+            )
         } else {
             let (rows, messages) = events_per_message(ex, ctx, per_message_path, per_message, cutoff, until, &mut pending).await?;
             report.records += rows;

@@ -16,7 +16,11 @@ pub fn first_request(ctx: &Ctx<'_>, paged: bool) -> FirstRequest {
     FirstRequest {
         path: ctx.path(None),
         query: ctx.query(if paged { page_query(0, MAX_PAGE_SIZE) } else { Vec::new() }),
-        then: if paged { "pages of 500, replacing the server's rows" } else { "one request, replacing the server's rows" },
+        then: if paged {
+            "pages of 500, replacing the server's rows"
+        } else {
+            "one request, replacing the server's rows"
+        },
     }
 }
 
@@ -30,7 +34,11 @@ pub async fn read(
     paged: bool,
 ) -> Result<PartitionReport, SyncError> {
     let mut batches = Vec::new();
-    let label = if partitions.len() == 1 { partitions[0].label.clone() } else { "all".to_string() };
+    let label = if partitions.len() == 1 {
+        partitions[0].label.clone()
+    } else {
+        "all".to_string()
+    };
     let mut report = PartitionReport::empty(def, server.id, &label);
     for partition in partitions {
         let ctx = Ctx::new(def, decoder, server, partition);
@@ -41,7 +49,11 @@ pub async fn read(
         let first = ex.get_page(&ctx, &ctx.path(None), &ctx.query(page_query(0, MAX_PAGE_SIZE)), None).await?;
         let total = first.total.unwrap_or(first.batch.num_rows() as u64);
         if total > MAX_REACH {
-            return Err(SyncError::TooManyRows { stream: def.name, at: ctx.at(None), total });
+            return Err(SyncError::TooManyRows {
+                stream: def.name,
+                at: ctx.at(None),
+                total,
+            });
         }
         let offsets: Vec<u64> = (MAX_PAGE_SIZE..total).step_by(MAX_PAGE_SIZE as usize).collect();
         let rest: Vec<Page> = stream::iter(offsets)

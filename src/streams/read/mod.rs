@@ -34,9 +34,7 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>) -> Result<PartitionReport, 
         Kind::EventFeed { per_message_path, per_message } => event_feed::read(ex, ctx, per_message_path, per_message).await,
         Kind::DailyStats(shape) => daily_stats::read(ex, ctx, shape).await,
         Kind::PerRecord(per_record) => per_record::read(ex, ctx, per_record).await,
-        Kind::FullTable { paged } => {
-            full_table::read(ex, ctx.def, ctx.decoder, ctx.server, std::slice::from_ref(ctx.partition), paged).await
-        }
+        Kind::FullTable { paged } => full_table::read(ex, ctx.def, ctx.decoder, ctx.server, std::slice::from_ref(ctx.partition), paged).await,
     }
 }
 
@@ -73,5 +71,8 @@ pub fn eastern_date(t: DateTime<Utc>) -> NaiveDate {
 
 /// The first instant of a US-Eastern day.
 pub fn eastern_midnight(day: NaiveDate) -> Option<DateTime<Utc>> {
-    New_York.from_local_datetime(&day.and_hms_opt(0, 0, 0)?).earliest().map(|t| t.with_timezone(&Utc))
+    New_York
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
 }

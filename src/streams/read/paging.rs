@@ -69,7 +69,14 @@ pub async fn read_windows(
         let mut seen: HashSet<OwnedRow> = HashSet::new();
         let mut stable = true;
         while let Some(leaf) = pages.next().await {
-            let LeafPage { window, total, splits, index, pages: count, page } = leaf?;
+            let LeafPage {
+                window,
+                total,
+                splits,
+                index,
+                pages: count,
+                page,
+            } = leaf?;
             if index == 0 {
                 seen.clear();
                 stable = true;
@@ -82,7 +89,12 @@ pub async fn read_windows(
             }
             let distinct = seen.len() as u64;
             if stable && distinct >= total {
-                on(WindowPart::Complete { window, rows: distinct, splits }).await?;
+                on(WindowPart::Complete {
+                    window,
+                    rows: distinct,
+                    splits,
+                })
+                .await?;
                 continue;
             }
             let attempt = if failures.0 == Some(window.from) { failures.1 + 1 } else { 1 };
@@ -119,10 +131,22 @@ fn leaf_pages<'s>(ex: &'s Extractor<'s>, ctx: &'s Ctx<'s>, root: Window) -> impl
         .flat_map(move |leaf| {
             let pages: Vec<BoxFuture<'s, Result<LeafPage, SyncError>>> = match leaf {
                 Err(e) => vec![future::ready(Err(e)).boxed()],
-                Ok(Leaf { window, total, probe: first, splits }) => {
+                Ok(Leaf {
+                    window,
+                    total,
+                    probe: first,
+                    splits,
+                }) => {
                     let offsets: Vec<u64> = (page_size..total).step_by(page_size as usize).collect();
                     let count = offsets.len() + 1;
-                    let at = move |index: usize, page: Page| LeafPage { window, total, splits, index, pages: count, page };
+                    let at = move |index: usize, page: Page| LeafPage {
+                        window,
+                        total,
+                        splits,
+                        index,
+                        pages: count,
+                        page,
+                    };
                     std::iter::once(future::ready(Ok(at(0, first))).boxed())
                         .chain(offsets.into_iter().enumerate().map(move |(i, offset)| {
                             async move {

@@ -49,10 +49,18 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_record: PerRecord) -> R
     let fetched = stream::iter(ids.iter())
         .map(|id| async move {
             let path = ctx.path(Some(&id_text(id)));
-            let parse = |body: &[u8]| ctx.decoder.decode_values(&records_of(body, ctx.def.records, per_record.id_field, id)?, &ctx.scope);
+            let parse = |body: &[u8]| {
+                ctx.decoder
+                    .decode_values(&records_of(body, ctx.def.records, per_record.id_field, id)?, &ctx.scope)
+            };
             match ex.client.get_with(ctx.auth(), &path, &[], ctx.def.errors, parse).await {
                 Ok(batch) => Ok(Some(batch)),
-                Err(ClientError::Skipped { request, status, error_code, message }) => {
+                Err(ClientError::Skipped {
+                    request,
+                    status,
+                    error_code,
+                    message,
+                }) => {
                     tracing::info!(stream = ctx.def.name, %request, status, ?error_code, ?message, "Skipped, as the stream's error rules say.");
                     Ok(None)
                 }
@@ -179,18 +187,37 @@ mod tests {
     fn child_records_carry_the_parent_id() {
         let body = br#"{"MessageID":"x","MessageEvents":[{"Type":"Delivered"},{"Type":"Opened"}]}"#;
         let got = records_of(body, Records::Under("MessageEvents"), "MessageID", &Value::from("m-1")).unwrap();
-        assert_eq!(got, vec![serde_json::json!({"Type":"Delivered","MessageID":"m-1"}), serde_json::json!({"Type":"Opened","MessageID":"m-1"})]);
+        assert_eq!(
+            got,
+            vec![
+                serde_json::json!({"Type":"Delivered","MessageID":"m-1"}),
+                serde_json::json!({"Type":"Opened","MessageID":"m-1"})
+            ]
+        );
         let dump = records_of(br#"{"Body":"Received: x"}"#, Records::Whole, "BounceID", &Value::from(42)).unwrap();
         assert_eq!(dump, vec![serde_json::json!({"Body":"Received: x","BounceID":42})]);
-        assert!(matches!(records_of(b"[1]", Records::Whole, "BounceID", &Value::from(1)), Err(BodyError::Malformed(_))));
+        assert!(matches!(
+            records_of(b"[1]", Records::Whole, "BounceID", &Value::from(1)),
+            Err(BodyError::Malformed(_))
+        ));
     }
 
     #[test]
     fn filter_column_allows_true_and_tracked_rows() {
-        let rows = ParentRows { parent: "bounces", id_column: "id", only_if: Some("dump_available") };
+        let rows = ParentRows {
+            parent: "bounces",
+            id_column: "id",
+            only_if: Some("dump_available"),
+        };
         let batch = RecordBatch::try_from_iter([
-            ("id", std::sync::Arc::new(Int64Array::from(vec![Some(1), Some(2), None, Some(4)])) as arrow::array::ArrayRef),
-            ("dump_available", std::sync::Arc::new(BooleanArray::from(vec![Some(true), Some(false), Some(true), None])) as arrow::array::ArrayRef),
+            (
+                "id",
+                std::sync::Arc::new(Int64Array::from(vec![Some(1), Some(2), None, Some(4)])) as arrow::array::ArrayRef,
+            ),
+            (
+                "dump_available",
+                std::sync::Arc::new(BooleanArray::from(vec![Some(true), Some(false), Some(true), None])) as arrow::array::ArrayRef,
+            ),
         ])
         .unwrap();
         assert_eq!(ids_in(&batch, rows).unwrap(), vec![Value::from(1), Value::from(4)]);

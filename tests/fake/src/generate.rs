@@ -98,7 +98,13 @@ fn events_at_any_time(seed: u64, messages: &[Message]) -> (Vec<Event>, Vec<Event
     for m in messages {
         for (email, _) in &m.to {
             if rng.random_bool(0.03) {
-                let kinds = [("HardBounce", 1, true), ("SoftBounce", 4096, false), ("Transient", 2, false), ("SpamComplaint", 100001, true), ("SMTPApiError", 100007, false)];
+                let kinds = [
+                    ("HardBounce", 1, true),
+                    ("SoftBounce", 4096, false),
+                    ("Transient", 2, false),
+                    ("SpamComplaint", 100001, true),
+                    ("SMTPApiError", 100007, false),
+                ];
                 let (kind, code, inactive) = kinds[rng.random_range(0..kinds.len())];
                 bounce_id += 1;
                 bounces.push(Bounce {
@@ -120,7 +126,11 @@ fn events_at_any_time(seed: u64, messages: &[Message]) -> (Vec<Event>, Vec<Event
             let opens_here = rng.random_range(1..=3);
             for n in 0..opens_here {
                 // Mostly within hours, sometimes days later.
-                let delay = if rng.random_bool(0.2) { Duration::hours(rng.random_range(24..24 * 9)) } else { Duration::seconds(rng.random_range(30..6 * 3600)) };
+                let delay = if rng.random_bool(0.2) {
+                    Duration::hours(rng.random_range(24..24 * 9))
+                } else {
+                    Duration::seconds(rng.random_range(30..6 * 3600))
+                };
                 let at = m.received_at + delay + Duration::nanoseconds(rng.random_range(0..10_000_000) * 100);
                 opens.push(event(&mut rng, m, email, at, n == 0, false));
                 if n == 0 && rng.random_bool(0.4) {
@@ -135,7 +145,11 @@ fn events_at_any_time(seed: u64, messages: &[Message]) -> (Vec<Event>, Vec<Event
 
 /// One open or click of `m` by `recipient` at `at`.
 pub fn event(rng: &mut StdRng, m: &Message, recipient: &str, at: DateTime<Utc>, first_open: bool, is_click: bool) -> Event {
-    let family = if is_click { BROWSERS[rng.random_range(0..BROWSERS.len())] } else { CLIENTS[rng.random_range(0..CLIENTS.len())] };
+    let family = if is_click {
+        BROWSERS[rng.random_range(0..BROWSERS.len())]
+    } else {
+        CLIENTS[rng.random_range(0..CLIENTS.len())]
+    };
     let platforms = if is_click { &PLATFORMS[..2] } else { PLATFORMS };
     Event {
         message_id: m.id.clone(),

@@ -11,7 +11,12 @@ pub fn postmark_timestamp(t: DateTime<Utc>) -> String {
 }
 
 pub(crate) fn api_error(status: StatusCode, code: i64, message: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], json!({"ErrorCode": code, "Message": message}).to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        json!({"ErrorCode": code, "Message": message}).to_string(),
+    )
+        .into_response()
 }
 
 pub(crate) fn json_response(body: String) -> Response {
@@ -100,7 +105,15 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     response
 }
 
-pub(crate) async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[(String, String)], headers: &HeaderMap, method: &Method, body: &[u8]) -> Response {
+pub(crate) async fn serve_fault(
+    f: Fault,
+    shared: &Shared,
+    path: &str,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    method: &Method,
+    body: &[u8],
+) -> Response {
     match f {
         Fault::RateLimited { retry_after } => {
             let mut r = api_error(StatusCode::TOO_MANY_REQUESTS, 429, "Rate Limit Exceeded");
@@ -109,10 +122,12 @@ pub(crate) async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[
             }
             r
         }
-        Fault::Api { status, code, message } => {
-            api_error(StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), code, &message)
-        }
-        Fault::Status(500) => api_error(StatusCode::INTERNAL_SERVER_ERROR, 101, "An error that shouldn't have occurred. Error id: fake-1."),
+        Fault::Api { status, code, message } => api_error(StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), code, &message),
+        Fault::Status(500) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            101,
+            "An error that shouldn't have occurred. Error id: fake-1.",
+        ),
         Fault::Status(503) => api_error(StatusCode::SERVICE_UNAVAILABLE, 100, "Maintenance."),
         Fault::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY).into_response(),
         Fault::TruncatedJson => {
@@ -124,10 +139,8 @@ pub(crate) async fn serve_fault(f: Fault, shared: &Shared, path: &str, query: &[
             let full = routes::route(shared, method, path, query, headers, body);
             let bytes = axum::body::to_bytes(full.into_body(), usize::MAX).await.unwrap_or_default();
             let half = bytes.slice(..bytes.len() / 2);
-            let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
-                Ok(half),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake reset")),
-            ];
+            let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> =
+                vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake reset"))];
             Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "application/json; charset=utf-8")

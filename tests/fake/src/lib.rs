@@ -38,7 +38,6 @@ mod stats;
 pub const MAX_COUNT: u64 = 500;
 pub const MAX_REACH: u64 = 10_000;
 
-
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     pub method: String,
@@ -55,13 +54,9 @@ pub struct RecordedRequest {
 
 impl RecordedRequest {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == &name.to_ascii_lowercase())
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
     }
 }
-
 
 /// The data of one server.
 #[derive(Default)]
@@ -151,9 +146,24 @@ pub struct FakePostmark {
 
 pub fn default_streams() -> Vec<MessageStream> {
     vec![
-        MessageStream { id: "outbound".into(), kind: "Transactional".into(), name: "Default Transactional Stream".into(), archived: false },
-        MessageStream { id: "broadcast".into(), kind: "Broadcasts".into(), name: "Default Broadcast Stream".into(), archived: false },
-        MessageStream { id: "inbound".into(), kind: "Inbound".into(), name: "Default Inbound Stream".into(), archived: false },
+        MessageStream {
+            id: "outbound".into(),
+            kind: "Transactional".into(),
+            name: "Default Transactional Stream".into(),
+            archived: false,
+        },
+        MessageStream {
+            id: "broadcast".into(),
+            kind: "Broadcasts".into(),
+            name: "Default Broadcast Stream".into(),
+            archived: false,
+        },
+        MessageStream {
+            id: "inbound".into(),
+            kind: "Inbound".into(),
+            name: "Default Inbound Stream".into(),
+            archived: false,
+        },
     ]
 }
 

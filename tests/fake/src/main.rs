@@ -58,7 +58,9 @@ fn main() {
     fake.generate_events(args.seed);
     let now = Utc::now();
     let inbound = (args.per_day / 20).max(1) * args.days as usize;
-    fake.with_data(0, |d| d.add_inbound(generate::inbound(args.seed, now - chrono::Duration::days(args.days), now, inbound)));
+    fake.with_data(0, |d| {
+        d.add_inbound(generate::inbound(args.seed, now - chrono::Duration::days(args.days), now, inbound))
+    });
     println!("fake Postmark on {} with {total} messages; server token: {}", fake.base_url(), fake.token());
     fake.wait();
 }

@@ -28,7 +28,13 @@ pub(crate) fn respond(data: &Data, endpoint: &str, query: &[(String, String)]) -
         if let Some(raw) = get(query, name) {
             match parse_day(raw) {
                 Some(d) => *slot = Some(d),
-                None => return api_error(StatusCode::UNPROCESSABLE_ENTITY, 900, &format!("The '{name}' parameter should be a date/time value.")),
+                None => {
+                    return api_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        900,
+                        &format!("The '{name}' parameter should be a date/time value."),
+                    );
+                }
             }
         }
     }
@@ -41,14 +47,15 @@ pub(crate) fn respond(data: &Data, endpoint: &str, query: &[(String, String)]) -
     if let Some(s) = &stream
         && !data.streams.iter().any(|x| x.id.eq_ignore_ascii_case(s))
     {
-        return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1226, "The message stream for the provided 'ID' was not found.");
+        return api_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            1226,
+            "The message stream for the provided 'ID' was not found.",
+        );
     }
     let now = Utc::now();
     let in_scope = |day: NaiveDate, s: &str, t: DateTime<Utc>| {
-        t <= now
-            && range.0.is_none_or(|f| day >= f)
-            && range.1.is_none_or(|to| day <= to)
-            && stream.as_deref().is_none_or(|x| s.eq_ignore_ascii_case(x))
+        t <= now && range.0.is_none_or(|f| day >= f) && range.1.is_none_or(|to| day <= to) && stream.as_deref().is_none_or(|x| s.eq_ignore_ascii_case(x))
     };
     let messages: Vec<_> = data
         .messages
@@ -56,9 +63,21 @@ pub(crate) fn respond(data: &Data, endpoint: &str, query: &[(String, String)]) -
         .flatten()
         .filter(|m| in_scope(day_of(m.received_at), &m.stream, m.received_at))
         .collect();
-    let opens: Vec<&Event> = data.opens.iter().filter(|e| in_scope(day_of(e.received_at), &e.stream, e.received_at)).collect();
-    let clicks: Vec<&Event> = data.clicks.iter().filter(|e| in_scope(day_of(e.received_at), &e.stream, e.received_at)).collect();
-    let bounces: Vec<_> = data.bounces.iter().filter(|b| in_scope(day_of(b.bounced_at), &b.stream, b.bounced_at)).collect();
+    let opens: Vec<&Event> = data
+        .opens
+        .iter()
+        .filter(|e| in_scope(day_of(e.received_at), &e.stream, e.received_at))
+        .collect();
+    let clicks: Vec<&Event> = data
+        .clicks
+        .iter()
+        .filter(|e| in_scope(day_of(e.received_at), &e.stream, e.received_at))
+        .collect();
+    let bounces: Vec<_> = data
+        .bounces
+        .iter()
+        .filter(|b| in_scope(day_of(b.bounced_at), &b.stream, b.bounced_at))
+        .collect();
 
     let mut days = Days::new();
     let mut add = |day: NaiveDate, key: &str, n: i64| {
@@ -82,8 +101,14 @@ pub(crate) fn respond(data: &Data, endpoint: &str, query: &[(String, String)]) -
             .iter()
             .filter(|b| ["HardBounce", "SoftBounce", "SMTPApiError", "Transient"].contains(&b.kind.as_str()))
             .for_each(|b| add(day_of(b.bounced_at), &b.kind, 1)),
-        "spam" => bounces.iter().filter(|b| b.kind == "SpamComplaint").for_each(|b| add(day_of(b.bounced_at), "SpamComplaint", 1)),
-        "tracked" => messages.iter().filter(|m| m.track_opens).for_each(|m| add(day_of(m.received_at), "Tracked", m.to.len() as i64)),
+        "spam" => bounces
+            .iter()
+            .filter(|b| b.kind == "SpamComplaint")
+            .for_each(|b| add(day_of(b.bounced_at), "SpamComplaint", 1)),
+        "tracked" => messages
+            .iter()
+            .filter(|m| m.track_opens)
+            .for_each(|m| add(day_of(m.received_at), "Tracked", m.to.len() as i64)),
         "opens" => {
             opens.iter().for_each(|e| add(day_of(e.received_at), "Opens", 1));
             unique(&opens, false).into_iter().for_each(|(d, n)| add(d, "Unique", n));

@@ -163,15 +163,17 @@ pub(super) fn message_details(data: &Data, id: &str, cutoff: DateTime<Utc>) -> R
         return api_error(StatusCode::UNPROCESSABLE_ENTITY, 701, "This message was not found.");
     };
     let now = Utc::now();
-    let mut events: Vec<(DateTime<Utc>, Value)> = m
-        .to
-        .iter()
-        .map(|(email, _)| {
-            let at = m.received_at + ChronoDuration::seconds(2);
-            (at, json!({"Recipient": email, "Type": "Delivered", "ReceivedAt": postmark_timestamp(at),
-                "Details": {"DeliveryMessage": "250 2.0.0 OK", "DestinationServer": "mx1.example.net", "DestinationIP": "198.51.100.7"}}))
-        })
-        .collect();
+    let mut events: Vec<(DateTime<Utc>, Value)> =
+        m.to.iter()
+            .map(|(email, _)| {
+                let at = m.received_at + ChronoDuration::seconds(2);
+                (
+                    at,
+                    json!({"Recipient": email, "Type": "Delivered", "ReceivedAt": postmark_timestamp(at),
+                "Details": {"DeliveryMessage": "250 2.0.0 OK", "DestinationServer": "mx1.example.net", "DestinationIP": "198.51.100.7"}}),
+                )
+            })
+            .collect();
     for e in data.opens.iter().chain(&data.clicks).filter(|e| e.message_id == m.id && e.received_at <= now) {
         let v = if e.is_click {
             json!({"Recipient": e.recipient, "Type": "LinkClicked", "ReceivedAt": postmark_timestamp(e.received_at),
@@ -183,8 +185,11 @@ pub(super) fn message_details(data: &Data, id: &str, cutoff: DateTime<Utc>) -> R
         events.push((e.received_at, v));
     }
     for b in data.bounces.iter().filter(|b| b.message_id == m.id) {
-        events.push((b.bounced_at, json!({"Recipient": b.email, "Type": "Bounced", "ReceivedAt": postmark_timestamp(b.bounced_at),
-            "Details": {"Summary": b.kind, "BounceID": b.id.to_string()}})));
+        events.push((
+            b.bounced_at,
+            json!({"Recipient": b.email, "Type": "Bounced", "ReceivedAt": postmark_timestamp(b.bounced_at),
+            "Details": {"Summary": b.kind, "BounceID": b.id.to_string()}}),
+        ));
     }
     events.sort_by_key(|(t, _)| *t);
     let mut v = serde_json::to_value(outbound_item(m)).unwrap_or(Value::Null);

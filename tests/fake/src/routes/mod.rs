@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 mod messages;
 mod tables;
 
+use crate::{Bound, Data, Event, MAX_COUNT, MAX_REACH, Message, Server, Shared, api_error, get, json_response, parse_eastern, postmark_timestamp, stats};
 use messages::*;
 use tables::*;
-use crate::{Bound, Data, Event, MAX_COUNT, MAX_REACH, Message, Server, Shared, api_error, get, json_response, parse_eastern, postmark_timestamp, stats};
 
 pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(String, String)], headers: &HeaderMap, body: &[u8]) -> Response {
     let writes_webhooks = path == "/webhooks" || path.starts_with("/webhooks/");
@@ -70,7 +70,11 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
             }
             let hooks: Vec<Value> = webhooks_of(&mut data)
                 .iter()
-                .filter(|w| stream.as_deref().is_none_or(|s| w["MessageStream"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(s))))
+                .filter(|w| {
+                    stream
+                        .as_deref()
+                        .is_none_or(|s| w["MessageStream"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(s)))
+                })
                 .cloned()
                 .collect();
             json_response(json!({"Webhooks": hooks}).to_string())
@@ -111,7 +115,9 @@ fn account_route(shared: &Shared, path: &str, query: &[(String, String)]) -> Res
         ),
         "/senders" => (
             "SenderSignatures",
-            vec![json!({"Domain": "shop.example", "EmailAddress": "orders@shop.example", "ReplyToEmailAddress": "", "Name": "Shop", "Confirmed": true, "ID": 36735})],
+            vec![
+                json!({"Domain": "shop.example", "EmailAddress": "orders@shop.example", "ReplyToEmailAddress": "", "Name": "Shop", "Confirmed": true, "ID": 36735}),
+            ],
         ),
         _ => return api_error(StatusCode::NOT_FOUND, 0, "Not found."),
     };
@@ -144,15 +150,23 @@ fn stream_exists(data: &Data, id: &str) -> bool {
 }
 
 fn unknown_stream() -> Response {
-    api_error(StatusCode::UNPROCESSABLE_ENTITY, 1226, "The message stream for the provided 'ID' was not found.")
+    api_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        1226,
+        "The message stream for the provided 'ID' was not found.",
+    )
 }
 
 /// Validates `count`/`offset` as Postmark does: required, 1..=500, >= 0, sum <= 10,000.
 #[allow(clippy::result_large_err)] // the error is the HTTP response itself
 pub(crate) fn paging(query: &[(String, String)], error_code: i64) -> Result<(u64, u64), Response> {
     let bad = |m: &str| api_error(StatusCode::UNPROCESSABLE_ENTITY, error_code, m);
-    let count: i64 = get(query, "count").and_then(|v| v.parse().ok()).ok_or_else(|| bad("The 'count' parameter is required and must be a number."))?;
-    let offset: i64 = get(query, "offset").and_then(|v| v.parse().ok()).ok_or_else(|| bad("The 'offset' parameter is required and must be a number."))?;
+    let count: i64 = get(query, "count")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("The 'count' parameter is required and must be a number."))?;
+    let offset: i64 = get(query, "offset")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("The 'offset' parameter is required and must be a number."))?;
     if !(1..=MAX_COUNT as i64).contains(&count) {
         return Err(bad("Count must be between 1 and 500."));
     }
@@ -173,8 +187,13 @@ fn date_range(query: &[(String, String)], error_code: i64) -> Result<Bounds, Res
     let mut out = (None, None);
     for (name, bound) in [("fromdate", Bound::From), ("todate", Bound::To)] {
         if let Some(raw) = get(query, name) {
-            let t = parse_eastern(raw, bound)
-                .ok_or_else(|| api_error(StatusCode::UNPROCESSABLE_ENTITY, error_code, &format!("The '{name}' parameter is not a valid date.")))?;
+            let t = parse_eastern(raw, bound).ok_or_else(|| {
+                api_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    error_code,
+                    &format!("The '{name}' parameter is not a valid date."),
+                )
+            })?;
             match bound {
                 Bound::From => out.0 = Some(t),
                 Bound::To => out.1 = Some(t),

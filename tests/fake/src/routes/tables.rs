@@ -53,7 +53,10 @@ pub(super) fn dump_available(b: &crate::Bounce) -> bool {
 }
 
 pub(super) fn bounce_dump(data: &Data, id: &str, cutoff: DateTime<Utc>) -> Response {
-    let found = id.parse::<i64>().ok().and_then(|id| data.bounces.iter().find(|b| b.id == id && b.bounced_at >= cutoff));
+    let found = id
+        .parse::<i64>()
+        .ok()
+        .and_then(|id| data.bounces.iter().find(|b| b.id == id && b.bounced_at >= cutoff));
     match found {
         Some(b) if dump_available(b) => json_response(
             json!({"Body": format!("Received: from mx1.example.net\r\nTo: {}\r\nSubject: Undelivered Mail (bounce {})\r\n\r\n550 5.1.1 user unknown", b.email, b.id)}).to_string(),
@@ -94,7 +97,12 @@ pub(super) fn suppressions(data: &Data, stream: &str, cutoff: DateTime<Utc>) -> 
         return unknown_stream();
     }
     let mut seen = std::collections::BTreeMap::new();
-    for b in data.bounces.iter().rev().filter(|b| b.stream.eq_ignore_ascii_case(stream) && b.inactive && b.bounced_at >= cutoff) {
+    for b in data
+        .bounces
+        .iter()
+        .rev()
+        .filter(|b| b.stream.eq_ignore_ascii_case(stream) && b.inactive && b.bounced_at >= cutoff)
+    {
         seen.entry(b.email.clone()).or_insert_with(|| {
             json!({"EmailAddress": b.email, "SuppressionReason": if b.kind == "SpamComplaint" { "SpamComplaint" } else { "HardBounce" },
                 "Origin": "Recipient", "CreatedAt": postmark_timestamp(b.bounced_at)})
