@@ -6,18 +6,9 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use chrono_tz::America::New_York;
-use common::{BIN, Env, assert_ok, duckdb_ids, set_private, text};
+use common::{BIN, Env, assert_ok, duckdb_ids, set_private, text, two_days_ago, yesterday_messages};
 use fake_postmark::{FakeConfig, generate};
 use serde_json::{Value, json};
-
-fn yesterday_messages(count: usize) -> Vec<fake_postmark::Message> {
-    let today = Utc::now().with_timezone(&New_York).date_naive();
-    generate::day(42, "outbound", today - ChronoDuration::days(1), count)
-}
-
-fn two_days_ago() -> chrono::DateTime<Utc> {
-    Utc::now() - ChronoDuration::days(2)
-}
 
 /// `spec` prints the config's JSON Schema with every documented key.
 #[test]
@@ -283,46 +274,6 @@ fn token_from_environment_is_used_and_never_printed() {
     assert_eq!(duckdb_ids(&env.path("postmark.duckdb")).0, 5);
 }
 
-/// Every SQL block in the README runs on a synced database, and the README's config table lists
-/// every key of `spec`: the docs cannot drift from the code.
-#[test]
-fn readme_sql_runs_and_config_table_is_complete() {
-    let readme = include_str!("../README.md");
-    let env = Env::new(yesterday_messages(300));
-    env.fake.generate_events(1);
-    let cfg = env.config(two_days_ago(), json!({}));
-    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap()]));
-    let blocks: Vec<&str> = readme.split("```sql").skip(1).map(|b| b.split("```").next().unwrap()).collect();
-    assert!(!blocks.is_empty());
-    for sql in blocks {
-        let out = env.run(&["query", sql]);
-        assert_ok(&out);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("+--"), "{}", text(&out));
-    }
-    let spec: Value = serde_json::from_slice(&std::process::Command::new(BIN).arg("spec").output().unwrap().stdout).unwrap();
-    for key in spec["properties"].as_object().unwrap().keys() {
-        assert!(readme.contains(&format!("| `{key}` |")), "README config table lacks `{key}`");
-    }
-}
-
-/// The README's stream table lists every stream with its primary key.
-#[test]
-fn readme_lists_every_stream() {
-    let readme = include_str!("../README.md");
-    for def in postmark_elt::streams::STREAMS {
-        let row = format!("| `{}` |", def.name);
-        let line = readme
-            .lines()
-            .find(|l| l.starts_with(&row) && l.contains("GET "))
-            .unwrap_or_else(|| panic!("README lacks a row for {}", def.name));
-        assert!(
-            line.contains(&format!("| `{}` |", def.primary_key.join(", "))),
-            "README key of {} is stale: {line}",
-            def.name
-        );
-    }
-}
-
 /// `--streams` picks streams without a catalog (unknown names: exit 9), `--summary-json` writes
 /// the run summary on success and on failure, `--log-format json` writes JSON log lines, and
 /// `completions` prints a script.
@@ -375,7 +326,7 @@ fn streams_flag_summary_json_json_logs_and_completions() {
 
 /// `report` writes one self-contained HTML page whose four charts render in headless Chromium
 /// (a screenshot holds the pixels of every chart's colour). Chromium is a Debian package that
-/// .ci/run installs.
+/// scripts/test.sh installs.
 #[test]
 fn report_renders_charts_in_chromium() {
     let env = Env::new(yesterday_messages(2_000));
@@ -436,32 +387,4 @@ fn report_renders_charts_in_chromium() {
     ] {
         assert!(count(rgb) > 500, "the screenshot has almost no {name} chart pixels");
     }
-}
-
-/// `--dry-run` prints each stream partition's range and first request, and reads and writes
-/// nothing else: only /server and /message-streams are called, no database is created.
-#[test]
-fn dry_run_shows_the_plan_and_touches_nothing() {
-    let env = Env::new(yesterday_messages(100));
-    let cfg = env.config(two_days_ago(), json!({}));
-    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--dry-run"]);
-    assert_ok(&out);
-    let plan = String::from_utf8_lossy(&out.stdout);
-    let line = plan
-        .lines()
-        .find(|l| l.starts_with("messages_outbound") && l.contains("outbound "))
-        .unwrap_or_else(|| panic!("{plan}"));
-    assert!(
-        line.contains("GET /messages/outbound?count=500&offset=0&fromdate=") && line.contains("messagestream=outbound"),
-        "{line}"
-    );
-    assert!(
-        plan.lines()
-            .any(|l| l.starts_with("stats_outbound_sends") && l.contains("/stats/outbound/sends?fromdate=")),
-        "{plan}"
-    );
-    let paths: std::collections::HashSet<String> = env.fake.requests().into_iter().map(|r| r.path).collect();
-    let expected: std::collections::HashSet<String> = ["/server", "/message-streams"].iter().map(|s| s.to_string()).collect();
-    assert_eq!(paths, expected);
-    assert!(!env.path("postmark.duckdb").exists());
 }

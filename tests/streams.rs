@@ -5,68 +5,12 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use chrono_tz::America::New_York;
+use common::data::{all_streams_catalog, busy_env, event_keys};
 use common::{Env, assert_ok, assert_same, dump_all, eastern_days_ago, rows, scalar, text};
-use fake_postmark::{Event, FakeConfig, Fault, default_streams, generate};
-use serde_json::{Value, json};
-
-fn busy_env(config: FakeConfig) -> Env {
-    let mut messages = Vec::new();
-    for d in 1..=3 {
-        let date = Utc::now().with_timezone(&New_York).date_naive() - Duration::days(d);
-        messages.extend(generate::day(d as u64, "outbound", date, 1_500));
-        messages.extend(generate::day(50 + d as u64, "broadcast", date, 300));
-    }
-    let env = Env::with_config(config, messages);
-    env.fake.generate_events(7);
-    let now = Utc::now();
-    env.fake
-        .with_data(0, |d| d.add_inbound(generate::inbound(3, now - Duration::days(3), now, 400)));
-    env
-}
-
-/// A catalog with every stream selected, message_events included.
-fn all_streams_catalog(env: &Env) -> String {
-    let cfg = env.config(eastern_days_ago(4), json!({}));
-    let out = env.run(&["discover", "--config", cfg.to_str().unwrap()]);
-    let mut cat: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for s in cat["streams"].as_array_mut().unwrap() {
-        s["metadata"][0]["metadata"]["selected"] = json!(true);
-    }
-    std::fs::write(env.path("all.json"), cat.to_string()).unwrap();
-    env.path("all.json").to_str().unwrap().to_string()
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    // DuckDB renders TIMESTAMP as `YYYY-MM-DD HH:MM:SS.ffffff` (trailing zeros of the fraction dropped).
-    let s = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-fn event_keys(events: &[Event], with_link: bool) -> HashSet<String> {
-    events
-        .iter()
-        .map(|e| {
-            let at = ts(e.received_at.with_timezone(&Utc).trunc_micros());
-            if with_link {
-                format!("{}|{}|{}|{at}", e.message_id, e.recipient, e.link)
-            } else {
-                format!("{}|{}|{at}", e.message_id, e.recipient)
-            }
-        })
-        .collect()
-}
-
-trait TruncMicros {
-    fn trunc_micros(self) -> Self;
-}
-
-impl TruncMicros for DateTime<Utc> {
-    fn trunc_micros(self) -> Self {
-        DateTime::from_timestamp_micros(self.timestamp_micros()).unwrap()
-    }
-}
+use fake_postmark::{Event, FakeConfig, default_streams, generate};
+use serde_json::json;
 
 /// Every stream loads completely and exactly once, without secrets.
 #[test]
@@ -439,74 +383,4 @@ fn streams_run_side_by_side_and_listings_are_fetched_once() {
         scalar(&env.path("postmark.duckdb"), "SELECT count(*) FROM messages_outbound") as usize,
         env.fake.visible(0).messages.len()
     );
-}
-
-/// Per-record streams skip a record the API no longer has (their declared error rule: 422 with
-/// ErrorCode 701 for message details, 1001 for bounce dumps), count it in the summary, and load
-/// every other record; another error on the same endpoint still fails the run.
-#[test]
-fn per_record_streams_skip_records_gone_from_the_api() {
-    let env = busy_env(FakeConfig::default());
-    let truth = env.fake.visible(0);
-    let (gone_message, gone_bounce) = (truth.messages[0].id.clone(), truth.bounces[0].id);
-    env.fake.push_faults(
-        &format!("/messages/outbound/{gone_message}/details"),
-        [Fault::Api {
-            status: 422,
-            code: 701,
-            message: "This message was not found.".into(),
-        }],
-    );
-    env.fake.push_faults(
-        &format!("/bounces/{gone_bounce}/dump"),
-        [Fault::Api {
-            status: 422,
-            code: 1001,
-            message: "The dump is no longer available.".into(),
-        }],
-    );
-    let cfg = env.config(eastern_days_ago(4), json!({}));
-    let out = env.run(&[
-        "sync",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--streams",
-        "message_events,bounce_dumps",
-        "--summary-json",
-        "s.json",
-    ]);
-    assert_ok(&out);
-    let summary: Value = serde_json::from_str(&std::fs::read_to_string(env.path("s.json")).unwrap()).unwrap();
-    let skipped = |stream: &str| {
-        summary["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["stream"] == stream)
-            .map(|s| s["skipped"].as_u64().unwrap())
-            .sum::<u64>()
-    };
-    assert_eq!((skipped("message_events"), skipped("bounce_dumps")), (1, 1), "{summary}");
-    let db = env.path("postmark.duckdb");
-    let others: HashSet<String> = truth.messages.iter().filter(|m| m.id != gone_message).map(|m| m.id.clone()).collect();
-    assert_same(
-        &rows(&db, "SELECT DISTINCT message_id FROM message_events WHERE type = 'Delivered'"),
-        &others,
-        "message_events",
-    );
-    let bounces: HashSet<String> = truth.bounces.iter().filter(|b| b.id != gone_bounce).map(|b| b.id.to_string()).collect();
-    assert_same(&rows(&db, "SELECT bounce_id::VARCHAR FROM bounce_dumps"), &bounces, "bounce_dumps");
-
-    // Another ErrorCode on the same status is not in the rules: the run fails (exit 5).
-    env.fake.push_faults(
-        &format!("/bounces/{gone_bounce}/dump"),
-        [Fault::Api {
-            status: 422,
-            code: 1000,
-            message: "Invalid bounce query.".into(),
-        }],
-    );
-    let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--streams", "bounce_dumps", "--path", "fresh.duckdb"]);
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(text(&out).contains("ErrorCode 1000"), "{}", text(&out));
 }

@@ -191,8 +191,12 @@ pub(super) fn plain_table(header: &[&str]) -> comfy_table::Table {
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::NOTHING).set_header(header.iter().copied());
     for (index, name) in header.iter().enumerate() {
-        if let Some(column) = table.column_mut(index).filter(|_| COUNTS.contains(name)) {
-            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        if let Some(column) = table.column_mut(index) {
+            // Lines start with the stream name, as scripts that grep them expect.
+            column.set_padding((0, 2));
+            if COUNTS.contains(name) {
+                column.set_cell_alignment(comfy_table::CellAlignment::Right);
+            }
         }
     }
     table

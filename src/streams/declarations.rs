@@ -45,6 +45,28 @@ const STATS: StreamDef = StreamDef {
     description: "",
 };
 
+/// Defaults of a per-record stream (one request per outbound message, off unless selected);
+/// entries set name, path, records, key, error rules, schema, description.
+const PER_MESSAGE: StreamDef = StreamDef {
+    name: "",
+    path: "",
+    records: Records::Whole,
+    primary_key: &[],
+    cursor_field: None,
+    cursor_fixed: false,
+    token: TokenKind::Server,
+    kind: Kind::PerRecord(PerRecord {
+        of: MESSAGES,
+        id_field: "MessageID",
+    }),
+    partition: OUTBOUND,
+    params: &[],
+    errors: &[],
+    default_selected: false,
+    schema_json: "",
+    description: "",
+};
+
 /// Defaults of a full-table stream of one server.
 const FULL_TABLE: StreamDef = StreamDef {
     kind: Kind::FullTable { paged: false },
@@ -166,27 +188,17 @@ pub static STREAMS: &[StreamDef] = &[
         primary_key: &["message_id", "recipient", "type", "received_at"],
         cursor_field: Some("received_at"),
         cursor_fixed: true,
-        token: TokenKind::Server,
-        kind: Kind::PerRecord(PerRecord {
-            of: MESSAGES,
-            id_field: "MessageID",
-        }),
-        partition: OUTBOUND,
-        params: &[],
         // A message past retention (or gone) answers 422 ErrorCode 701: that message is skipped.
         errors: &[ErrorRule::skip(422, 701)],
-        default_selected: false,
         schema_json: schema_file!("message_events"),
         description: "Delivery timeline of each message (Delivered, Bounced, Opened, LinkClicked, ...), from GET /messages/outbound/{id}/details; one request per message, so off unless selected.",
+        ..PER_MESSAGE
     },
     StreamDef {
         name: "bounce_dumps",
         path: "/bounces/{id}/dump",
         records: Records::Whole,
         primary_key: &["bounce_id"],
-        cursor_field: None,
-        cursor_fixed: false,
-        token: TokenKind::Server,
         kind: Kind::PerRecord(PerRecord {
             of: ParentRows {
                 parent: "bounces",
@@ -195,13 +207,11 @@ pub static STREAMS: &[StreamDef] = &[
             },
             id_field: "BounceID",
         }),
-        partition: OUTBOUND,
-        params: &[],
         // The dump expired between the listing and the request (ErrorCode 1001): skipped.
         errors: &[ErrorRule::skip(422, 1001)],
-        default_selected: false,
         schema_json: schema_file!("bounce_dumps"),
         description: "Raw source of each bounce whose dump is still available (Postmark keeps them 30 days), from GET /bounces/{id}/dump; one request per bounce, so off unless selected.",
+        ..PER_MESSAGE
     },
     StreamDef {
         name: "stats_outbound_overview",

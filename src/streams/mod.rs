@@ -196,6 +196,12 @@ mod tests {
                     assert!(def.replication_key().is_some(), "{}: no bookmark key", def.name);
                 }
             }
+            let skips = def.errors.iter().any(|r| r.action == crate::client::Action::Skip);
+            assert!(
+                !skips || matches!(def.kind, Kind::PerRecord(_)),
+                "{}: only per-record reads may skip a record",
+                def.name
+            );
             if let Kind::DailyStats(StatsShape::Daily(keys)) = def.kind {
                 for k in keys {
                     let col = crate::schema::snake_case(k);

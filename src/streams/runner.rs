@@ -15,7 +15,7 @@ use crate::streams::error::SyncError;
 use crate::streams::extract::{Page, PageDecoder};
 use crate::streams::summary::{PartitionReport, PlannedRead};
 use crate::streams::window::Window;
-use crate::streams::{Kind, MAX_PAGE_SIZE, StreamDef, read};
+use crate::streams::{MAX_PAGE_SIZE, StreamDef, read};
 
 pub struct Extractor<'a> {
     pub client: &'a PostmarkClient,
@@ -78,15 +78,7 @@ impl<'a> Extractor<'a> {
 
     async fn sync_server(&self, def: &'static StreamDef, decoder: &PageDecoder, server: &ServerScope) -> Result<Vec<PartitionReport>, SyncError> {
         let partitions = self.discovery.partitions(def, server).await?;
-        if let Kind::FullTable { paged } = def.kind {
-            // One replacement covers every partition of the server.
-            return Ok(vec![read::full_table::read(self, def, decoder, server, &partitions, paged).await?]);
-        }
-        let mut reports = Vec::new();
-        for partition in &partitions {
-            reports.push(read::read(self, &Ctx::new(def, decoder, server, partition)).await?);
-        }
-        Ok(reports)
+        read::read_server(self, def, decoder, server, &partitions).await
     }
 
     /// What a sync would read, without reading it (`sync --dry-run`): per stream, server and
@@ -141,9 +133,11 @@ impl<'a> Extractor<'a> {
         read::start(self.config, ctx.def, self.commits.bookmark(ctx.def.name, &ctx.state_key))
     }
 
+    /// One page, with the declaration's error rules (a `Skip` there fails a page read: only
+    /// per-record reads may skip, and `declarations_are_consistent` holds them to it).
     pub async fn get_page(&self, ctx: &Ctx<'_>, path: &str, query: &[(&'static str, String)], window: Option<Window>) -> Result<Page, SyncError> {
         self.client
-            .get(ctx.auth(), path, query, |body| ctx.decoder.decode(body, &ctx.scope))
+            .get_with(ctx.auth(), path, query, ctx.def.errors, |body| ctx.decoder.decode(body, &ctx.scope))
             .await
             .map_err(|source| SyncError::Request {
                 stream: ctx.def.name,

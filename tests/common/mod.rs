@@ -10,6 +10,8 @@ use fake_postmark::{FakeConfig, FakePostmark, Message, default_streams};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+pub mod data;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_postmark-elt");
 
 pub struct Env {
@@ -205,4 +207,14 @@ pub fn kill_when(child: &mut Child, timeout_ms: u64, mut ready: impl FnMut() -> 
     child.kill().ok();
     child.wait().ok();
     running
+}
+
+/// `count` outbound messages of yesterday (US-Eastern).
+pub fn yesterday_messages(count: usize) -> Vec<fake_postmark::Message> {
+    let today = Utc::now().with_timezone(&chrono_tz::America::New_York).date_naive();
+    fake_postmark::generate::day(42, "outbound", today - chrono::Duration::days(1), count)
+}
+
+pub fn two_days_ago() -> chrono::DateTime<Utc> {
+    Utc::now() - chrono::Duration::days(2)
 }

@@ -14,7 +14,9 @@ use chrono_tz::America::New_York;
 
 use crate::config::Config;
 use crate::streams::context::Ctx;
+use crate::streams::discovery::{PartitionValue, ServerScope};
 use crate::streams::error::SyncError;
+use crate::streams::extract::PageDecoder;
 use crate::streams::runner::Extractor;
 use crate::streams::summary::PartitionReport;
 use crate::streams::{Kind, StreamDef};
@@ -27,15 +29,29 @@ pub struct FirstRequest {
     pub then: &'static str,
 }
 
-/// Reads one partition of an incremental stream (full tables go through [`full_table::read`]).
-pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>) -> Result<PartitionReport, SyncError> {
-    match ctx.def.kind {
-        Kind::DateWindows => date_windows::read(ex, ctx).await,
-        Kind::EventFeed { per_message_path, per_message } => event_feed::read(ex, ctx, per_message_path, per_message).await,
-        Kind::DailyStats(shape) => daily_stats::read(ex, ctx, shape).await,
-        Kind::PerRecord(per_record) => per_record::read(ex, ctx, per_record).await,
-        Kind::FullTable { paged } => full_table::read(ex, ctx.def, ctx.decoder, ctx.server, std::slice::from_ref(ctx.partition), paged).await,
+/// Reads a stream on one server: a full table in one replacement of all its partitions, any
+/// other kind partition by partition.
+pub async fn read_server(
+    ex: &Extractor<'_>,
+    def: &'static StreamDef,
+    decoder: &PageDecoder,
+    server: &ServerScope,
+    partitions: &[PartitionValue],
+) -> Result<Vec<PartitionReport>, SyncError> {
+    let mut reports = Vec::new();
+    for partition in partitions {
+        let ctx = Ctx::new(def, decoder, server, partition);
+        let report = match def.kind {
+            // One replacement covers every partition of the server.
+            Kind::FullTable { paged } => return Ok(vec![full_table::read(ex, def, decoder, server, partitions, paged).await?]),
+            Kind::DateWindows => date_windows::read(ex, &ctx).await?,
+            Kind::EventFeed { per_message_path, per_message } => event_feed::read(ex, &ctx, per_message_path, per_message).await?,
+            Kind::DailyStats(shape) => daily_stats::read(ex, &ctx, shape).await?,
+            Kind::PerRecord(per_record) => per_record::read(ex, &ctx, per_record).await?,
+        };
+        reports.push(report);
     }
+    Ok(reports)
 }
 
 /// The first request a read of `[from, to]` sends.

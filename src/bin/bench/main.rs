@@ -13,6 +13,12 @@ use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
 use fake_postmark::{FakeConfig, FakePostmark, default_streams, generate};
 
+mod syncs;
+mod webhooks;
+
+use syncs::*;
+use webhooks::*;
+
 const PAGE: u64 = 500;
 
 struct Run {
@@ -49,113 +55,6 @@ impl Row {
     }
 }
 
-/// A data set of `records` rows: half messages over ten days, half opens of them.
-fn start_fake(records: u64, latency: Duration) -> (FakePostmark, u64, u64) {
-    let now = Utc::now();
-    let messages = generate::between(
-        11,
-        "outbound",
-        now - ChronoDuration::days(10),
-        now - ChronoDuration::hours(1),
-        (records / 2) as usize,
-    );
-    let mut rng = fake_postmark::rng(12);
-    let opens: Vec<_> = messages
-        .iter()
-        .map(|m| generate::event(&mut rng, m, &m.to[0].0, m.received_at + ChronoDuration::seconds(90), true, false))
-        .collect();
-    let (m, o) = (messages.len() as u64, opens.len() as u64);
-    let config = FakeConfig {
-        latency,
-        gzip: false,
-        ..FakeConfig::default()
-    };
-    let fake = FakePostmark::start(config, default_streams(), messages);
-    fake.with_data(0, |d| d.add_opens(opens));
-    (fake, m, o)
-}
-
-/// Peak resident memory of a running process, from /proc (VmHWM), in MiB.
-fn vm_hwm_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
-fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usize, duckdb_memory_limit_mb: Option<u64>) -> Result<Run, String> {
-    let dir = tempfile_dir();
-    let config = dir.join("config.json");
-    let mut cfg = serde_json::json!({
-        "server_token": fake.token(), "base_url": fake.base_url(),
-        "start_date": (Utc::now() - ChronoDuration::days(11)).to_rfc3339(),
-        "message_streams": ["outbound"], "max_concurrency": concurrency, "lookback_days": 30
-    });
-    if let Some(mb) = duckdb_memory_limit_mb {
-        cfg["duckdb_memory_limit_mb"] = mb.into();
-    }
-    std::fs::write(&config, cfg.to_string()).map_err(|e| e.to_string())?;
-    std::fs::write(
-        dir.join("catalog.json"),
-        r#"{"streams":[{"tap_stream_id":"messages_outbound","selected":true},{"tap_stream_id":"messages_opens","selected":true}]}"#,
-    )
-    .map_err(|e| e.to_string())?;
-    fake.clear_requests();
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let path = dir.join(if dest == "parquet" { "lake" } else { "bench.duckdb" });
-    let started = Instant::now();
-    let mut child = Command::new(me)
-        .args(["child", "sync", "-q", "--config"])
-        .arg(&config)
-        .args(["--catalog"])
-        .arg(dir.join("catalog.json"))
-        .args(["--dest", dest, "--path"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut peak: f64 = 0.0;
-    let status = loop {
-        if let Some(mib) = vm_hwm_mib(child.id()) {
-            peak = peak.max(mib);
-        }
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(status) => break status,
-            None => std::thread::sleep(Duration::from_millis(5)),
-        }
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    if !status.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            std::io::Read::read_to_string(&mut e, &mut err).ok();
-        }
-        return Err(format!("sync into {dest} failed: {err}"));
-    }
-    let requests = fake
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/messages/outbound" || r.path == "/messages/outbound/opens")
-        .count() as u64;
-    std::fs::remove_dir_all(&dir).ok();
-    Ok(Run {
-        seconds,
-        peak_rss_mib: peak,
-        requests,
-    })
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "postmark-elt-bench-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_nanos_opt().unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&dir).ok();
-    dir
-}
-
 #[derive(Parser)]
 #[command(about = "postmark-elt end-to-end benchmark against the in-repo fake Postmark API")]
 struct Args {
@@ -181,98 +80,6 @@ struct Args {
     /// default (throughput figures only): to weigh memory against speed.
     #[arg(long)]
     duckdb_memory_limit_mb: Option<u64>,
-}
-
-struct HookLoad {
-    events: u64,
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    merged: u64,
-}
-
-/// Starts the receiver in a child process and posts `count` distinct open events from 64
-/// connections on loopback (at most 60 s), then stops it (SIGTERM) and counts the merged rows.
-fn webhook_load(count: u64) -> Result<HookLoad, String> {
-    let dir = tempfile_dir();
-    let secret = "bench-secret-0123456789abcdef";
-    let config = dir.join("config.json");
-    let cfg = serde_json::json!({"server_token": "unused-here", "start_date": "2026-01-01", "webhook_secret": secret, "webhook_merge_interval_seconds": 2});
-    std::fs::write(&config, cfg.to_string()).map_err(|e| e.to_string())?;
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let db = dir.join("hooks.duckdb");
-    let mut child = Command::new(me)
-        .args(["child", "webhooks", "serve", "-q", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--path")
-        .arg(&db)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let url = std::io::BufRead::lines(std::io::BufReader::new(stderr))
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
-        .ok_or("the receiver did not start")?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let latencies: Vec<f64> = rt.block_on(async {
-        let client = reqwest::Client::new();
-        let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..64 {
-            let (client, url, next) = (client.clone(), url.clone(), next.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= count || started.elapsed() > Duration::from_secs(60) {
-                        break;
-                    }
-                    let body = serde_json::json!({"RecordType": "Open", "MessageID": format!("m-{}", i / 1000), "Recipient": "r@example.net",
-                        "ReceivedAt": format!("2026-01-01T00:{:02}:{:02}.{:07}Z", (i / 60) % 60, i % 60, i), "MessageStream": "outbound"});
-                    let t = Instant::now();
-                    let ok = client
-                        .post(&url)
-                        .basic_auth("postmark", Some(secret))
-                        .body(body.to_string())
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
-                    if ok {
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                }
-                lat
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.unwrap_or_default());
-        }
-        all
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .map_err(|e| e.to_string())?;
-    child.wait().map_err(|e| e.to_string())?;
-    let merged = duckdb::Connection::open(&db)
-        .and_then(|c| c.query_row("SELECT count(*) FROM webhook_opens", [], |r| r.get::<_, i64>(0)))
-        .map_err(|e| e.to_string())? as u64;
-    std::fs::remove_dir_all(&dir).ok();
-    let mut sorted = latencies.clone();
-    sorted.sort_by(f64::total_cmp);
-    let pct = |p: f64| sorted.get(((sorted.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0.0);
-    Ok(HookLoad {
-        events: latencies.len() as u64,
-        rate: latencies.len() as f64 / seconds,
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-        merged,
-    })
 }
 
 fn child(args: Vec<String>) -> ExitCode {

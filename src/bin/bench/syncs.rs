@@ -1,0 +1,110 @@
+//! The sync scenarios: a generated data set served by the fake, and one timed `postmark-elt sync` in a child process with its peak RSS.
+
+use super::*;
+
+/// A data set of `records` rows: half messages over ten days, half opens of them.
+pub(super) fn start_fake(records: u64, latency: Duration) -> (FakePostmark, u64, u64) {
+    let now = Utc::now();
+    let messages = generate::between(
+        11,
+        "outbound",
+        now - ChronoDuration::days(10),
+        now - ChronoDuration::hours(1),
+        (records / 2) as usize,
+    );
+    let mut rng = fake_postmark::rng(12);
+    let opens: Vec<_> = messages
+        .iter()
+        .map(|m| generate::event(&mut rng, m, &m.to[0].0, m.received_at + ChronoDuration::seconds(90), true, false))
+        .collect();
+    let (m, o) = (messages.len() as u64, opens.len() as u64);
+    let config = FakeConfig {
+        latency,
+        gzip: false,
+        ..FakeConfig::default()
+    };
+    let fake = FakePostmark::start(config, default_streams(), messages);
+    fake.with_data(0, |d| d.add_opens(opens));
+    (fake, m, o)
+}
+
+/// Peak resident memory of a running process, from /proc (VmHWM), in MiB.
+pub(super) fn vm_hwm_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub(super) fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usize, duckdb_memory_limit_mb: Option<u64>) -> Result<Run, String> {
+    let dir = tempfile_dir();
+    let config = dir.join("config.json");
+    let mut cfg = serde_json::json!({
+        "server_token": fake.token(), "base_url": fake.base_url(),
+        "start_date": (Utc::now() - ChronoDuration::days(11)).to_rfc3339(),
+        "message_streams": ["outbound"], "max_concurrency": concurrency, "lookback_days": 30
+    });
+    if let Some(mb) = duckdb_memory_limit_mb {
+        cfg["duckdb_memory_limit_mb"] = mb.into();
+    }
+    std::fs::write(&config, cfg.to_string()).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("catalog.json"),
+        r#"{"streams":[{"tap_stream_id":"messages_outbound","selected":true},{"tap_stream_id":"messages_opens","selected":true}]}"#,
+    )
+    .map_err(|e| e.to_string())?;
+    fake.clear_requests();
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = dir.join(if dest == "parquet" { "lake" } else { "bench.duckdb" });
+    let started = Instant::now();
+    let mut child = Command::new(me)
+        .args(["child", "sync", "-q", "--config"])
+        .arg(&config)
+        .args(["--catalog"])
+        .arg(dir.join("catalog.json"))
+        .args(["--dest", dest, "--path"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut peak: f64 = 0.0;
+    let status = loop {
+        if let Some(mib) = vm_hwm_mib(child.id()) {
+            peak = peak.max(mib);
+        }
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => break status,
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut err).ok();
+        }
+        return Err(format!("sync into {dest} failed: {err}"));
+    }
+    let requests = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/messages/outbound" || r.path == "/messages/outbound/opens")
+        .count() as u64;
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(Run {
+        seconds,
+        peak_rss_mib: peak,
+        requests,
+    })
+}
+
+pub(super) fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "postmark-elt-bench-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).ok();
+    dir
+}
