@@ -1,4 +1,5 @@
-//! Folder operations of the Parquet sink: exchanging a partition with its staging copy in one rename, and removing what a crash left.
+//! Folder operations of the Parquet sink: exchanging a partition with its staging copy in one
+//! rename, writing a file atomically, and removing what a crash left.
 
 use super::*;
 
@@ -31,4 +32,19 @@ pub(super) fn remove_leftovers(dir: &Path) {
             let _ = fs::remove_file(&path);
         }
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file, synced, then renamed.
+pub(super) fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> Result<(), SinkError>) -> Result<(), SinkError> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut file = File::create(&tmp).map_err(io(&tmp))?;
+    fill(&mut file)?;
+    file.sync_all().map_err(io(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(parent) = path.parent() {
+        // The rename is durable only once the directory is synced.
+        File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+    }
+    Ok(())
 }

@@ -103,21 +103,6 @@ fn write_err(dir: &Path, context: String) -> impl FnOnce(String) -> SinkError + 
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file, synced, then renamed.
-fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> Result<(), SinkError>) -> Result<(), SinkError> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut file = File::create(&tmp).map_err(io(&tmp))?;
-    fill(&mut file)?;
-    file.sync_all().map_err(io(&tmp))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(parent) = path.parent() {
-        // The rename is durable only once the directory is synced.
-        File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
-    }
-    Ok(())
-}
-
 impl ParquetSink {
     pub fn open(dir: &Path) -> Result<Self, SinkError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
