@@ -19,19 +19,31 @@ impl PartFile {
         self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
-    pub(super) fn reading(&self, e: &dyn std::fmt::Display) -> String {
+    pub(super) fn reading(&self, e: impl Into<BoxError>) -> BoxError {
         reading(&self.path, e)
     }
 
     /// A reader of the file, in batches of [`READ_BATCH_ROWS`].
-    pub(super) fn reader(&self) -> Result<ParquetRecordBatchReaderBuilder<File>, String> {
-        let file = File::open(&self.path).map_err(|e| self.reading(&e))?;
+    pub(super) fn reader(&self) -> Result<ParquetRecordBatchReaderBuilder<File>, BoxError> {
+        let file = File::open(&self.path).map_err(|e| self.reading(e))?;
         Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone()).with_batch_size(READ_BATCH_ROWS))
     }
 }
 
-pub(super) fn reading(path: &Path, e: &dyn std::fmt::Display) -> String {
-    format!("reading {}: {e}", path.display())
+/// A Parquet file that could not be read, and why (the I/O, Parquet or Arrow error).
+#[derive(Debug, thiserror::Error)]
+#[error("reading {}: {source}", path.display())]
+pub(super) struct ReadError {
+    path: PathBuf,
+    #[source]
+    source: BoxError,
+}
+
+pub(super) fn reading(path: &Path, e: impl Into<BoxError>) -> BoxError {
+    Box::new(ReadError {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 pub(super) fn part_name(seq: u64) -> String {
@@ -39,11 +51,11 @@ pub(super) fn part_name(seq: u64) -> String {
 }
 
 /// The partition's files, oldest first, with their row counts and cursor ranges.
-pub(super) fn list_files(folder: &Path, cursor: Option<&str>) -> Result<Vec<PartFile>, String> {
+pub(super) fn list_files(folder: &Path, cursor: Option<&str>) -> Result<Vec<PartFile>, BoxError> {
     let entries = match fs::read_dir(folder) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("listing {}: {e}", folder.display())),
+        Err(e) => return Err(format!("listing {}: {e}", folder.display()).into()),
     };
     let mut files = Vec::new();
     for entry in entries {
@@ -56,8 +68,8 @@ pub(super) fn list_files(folder: &Path, cursor: Option<&str>) -> Result<Vec<Part
         } else {
             continue;
         };
-        let file = File::open(&path).map_err(|e| reading(&path, &e))?;
-        let footer = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| reading(&path, &e))?;
+        let file = File::open(&path).map_err(|e| reading(&path, e))?;
+        let footer = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| reading(&path, e))?;
         let meta = footer.metadata();
         let column = cursor.and_then(|c| meta.file_metadata().schema_descr().columns().iter().position(|col| col.path().string() == c));
         let mut range: Option<(i64, i64)> = None;
@@ -89,11 +101,11 @@ pub(super) fn list_files(folder: &Path, cursor: Option<&str>) -> Result<Vec<Part
 
 /// Whether the file holds any of `keys`, read from its key columns only. A file whose key
 /// columns cannot be compared (another type, a missing column) counts as holding them.
-pub(super) fn holds_any(part: &PartFile, encoder: &KeyEncoder, key: &[String], keys: &HashSet<Row<'_>>) -> Result<bool, String> {
+pub(super) fn holds_any(part: &PartFile, encoder: &KeyEncoder, key: &[String], keys: &HashSet<Row<'_>>) -> Result<bool, BoxError> {
     let mask = ProjectionMask::columns(part.meta.parquet_schema(), key.iter().map(String::as_str));
-    let reader = part.reader()?.with_projection(mask).build().map_err(|e| part.reading(&e))?;
+    let reader = part.reader()?.with_projection(mask).build().map_err(|e| part.reading(e))?;
     for batch in reader {
-        let batch = batch.map_err(|e| part.reading(&e))?;
+        let batch = batch.map_err(|e| part.reading(e))?;
         let Ok(rows) = encoder.rows(&batch) else { return Ok(true) };
         if (0..rows.num_rows()).any(|i| keys.contains(&rows.row(i))) {
             return Ok(true);

@@ -28,7 +28,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 
 use crate::sinks::lock::{DestinationLock, lock_path};
-use crate::sinks::{CursorSpan, KeyEncoder, Sink, SinkError, StreamInfo, cursor_span};
+use crate::sinks::{BoxError, CursorSpan, KeyEncoder, Sink, SinkError, StreamInfo, cursor_span};
 use crate::state::State;
 
 mod files;
@@ -95,11 +95,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
     }
 }
 
-fn write_err(dir: &Path, context: String) -> impl FnOnce(String) -> SinkError + '_ {
+fn write_err(dir: &Path, context: String) -> impl FnOnce(BoxError) -> SinkError + '_ {
     move |message| SinkError::Write {
         dest: format!("Parquet directory {}", dir.display()),
         context,
-        source: message.into(),
+        source: message,
     }
 }
 
@@ -138,7 +138,7 @@ impl ParquetSink {
                 .streams
                 .get(&stream)
                 .cloned()
-                .ok_or_else(|| write_err(&self.dir, format!("stream {stream}"))("written before it was begun".to_string()))?;
+                .ok_or_else(|| write_err(&self.dir, format!("stream {stream}"))("written before it was begun".into()))?;
             let drop_servers = replaced.get(&stream).cloned().unwrap_or_default();
             self.write_stream(&info, &batches, &drop_servers)?;
         }
@@ -152,8 +152,8 @@ impl ParquetSink {
 
     fn write_stream(&self, info: &StreamInfo, batches: &[RecordBatch], drop_servers: &[Option<i64>]) -> Result<(), SinkError> {
         let context = format!("writing stream {}", info.name);
-        let fail = |e: String| write_err(&self.dir, context.clone())(e);
-        let encoder = KeyEncoder::new(info).map_err(fail)?;
+        let fail = |e: BoxError| write_err(&self.dir, context.clone())(e);
+        let encoder = KeyEncoder::new(info).map_err(|e| fail(e.into()))?;
         // Per partition, the rows of each batch that fall in it: batches are read in place,
         // never gathered into one copy.
         let mut groups: BTreeMap<Option<String>, Vec<(&RecordBatch, Vec<u32>)>> = BTreeMap::new();
@@ -171,7 +171,7 @@ impl ParquetSink {
                 .iter()
                 .map(|(batch, _)| encoder.rows(batch))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(fail)?;
+                .map_err(|e| fail(e.into()))?;
             // The last row of a key (the newest extraction) wins: walk newest first.
             let mut new_keys: HashSet<Row<'_>> = HashSet::new();
             let mut keep: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
@@ -239,32 +239,32 @@ impl ParquetSink {
         new_rows: &[(&RecordBatch, Vec<u32>)],
         keep: &[Vec<u32>],
     ) -> Result<(), SinkError> {
-        let fail = |e: String| write_err(&self.dir, format!("writing stream {}", info.name))(e);
+        let fail = |e: BoxError| write_err(&self.dir, format!("writing stream {}", info.name))(e);
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
             .build();
-        let mut writer = ArrowWriter::try_new(file, info.arrow.clone(), Some(props)).map_err(|e| fail(e.to_string()))?;
+        let mut writer = ArrowWriter::try_new(file, info.arrow.clone(), Some(props)).map_err(|e| fail(e.into()))?;
         let mut write = |batch: &RecordBatch| -> Result<(), SinkError> {
-            writer.write(batch).map_err(|e| fail(e.to_string()))?;
+            writer.write(batch).map_err(|e| fail(e.into()))?;
             if writer.in_progress_size() >= ROW_GROUP_BYTES {
-                writer.flush().map_err(|e| fail(e.to_string()))?;
+                writer.flush().map_err(|e| fail(e.into()))?;
             }
             Ok(())
         };
         for part in old {
-            let reading = |e: &dyn std::fmt::Display| fail(part.reading(e));
-            let reader = part.reader().map_err(fail)?.build().map_err(|e| reading(&e))?;
+            let reading = |e: BoxError| fail(part.reading(e));
+            let reader = part.reader().map_err(fail)?.build().map_err(|e| reading(e.into()))?;
             for batch in reader {
-                let batch = batch.map_err(|e| reading(&e))?;
-                let batch = with_schema(&batch, &info.arrow).map_err(|e| reading(&e))?;
+                let batch = batch.map_err(|e| reading(e.into()))?;
+                let batch = with_schema(&batch, &info.arrow).map_err(|e| reading(e.into()))?;
                 let batch = if drop_servers.is_empty() {
                     batch
                 } else {
                     without_servers(&batch, drop_servers).map_err(fail)?
                 };
-                let old_keys = encoder.rows(&batch).map_err(fail)?;
+                let old_keys = encoder.rows(&batch).map_err(|e| fail(e.into()))?;
                 let kept: Vec<u32> = (0..old_keys.num_rows())
                     .filter(|&i| !new_keys.contains(&old_keys.row(i)))
                     .map(|i| i as u32)
@@ -275,7 +275,7 @@ impl ParquetSink {
         for ((batch, _), kept) in new_rows.iter().zip(keep) {
             write(&take_rows(batch, kept.clone()).map_err(fail)?)?;
         }
-        writer.close().map_err(|e| fail(e.to_string()))?;
+        writer.close().map_err(|e| fail(e.into()))?;
         Ok(())
     }
 

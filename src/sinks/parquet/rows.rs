@@ -3,11 +3,11 @@
 use super::*;
 
 /// These rows of `batch` (the batch itself when that is all of them).
-pub(super) fn take_rows(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch, String> {
+pub(super) fn take_rows(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch, BoxError> {
     if rows.len() == batch.num_rows() && rows.iter().enumerate().all(|(i, &r)| i as u32 == r) {
         return Ok(batch.clone());
     }
-    take_record_batch(batch, &UInt32Array::from(rows)).map_err(|e| e.to_string())
+    take_record_batch(batch, &UInt32Array::from(rows)).map_err(BoxError::from)
 }
 /// Row indices grouped by the UTC date of the cursor column (`None`: one unpartitioned group).
 pub(super) fn partition_rows(batch: &RecordBatch, cursor: Option<&str>) -> BTreeMap<Option<String>, Vec<u32>> {
@@ -46,7 +46,7 @@ pub(super) fn with_schema(batch: &RecordBatch, schema: &arrow::datatypes::Schema
 }
 
 /// Drops the rows of these servers (`None` in the list: every row).
-pub(super) fn without_servers(batch: &RecordBatch, servers: &[Option<i64>]) -> Result<RecordBatch, String> {
+pub(super) fn without_servers(batch: &RecordBatch, servers: &[Option<i64>]) -> Result<RecordBatch, BoxError> {
     if servers.contains(&None) {
         return Ok(batch.slice(0, 0));
     }
