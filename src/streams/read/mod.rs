@@ -38,12 +38,15 @@ pub async fn read_server(
     server: &ServerScope,
     partitions: &[PartitionValue],
 ) -> Result<Vec<PartitionReport>, SyncError> {
+    if let Kind::FullTable { paged } = def.kind {
+        // One replacement covers every partition of the server (none: its rows are removed).
+        return Ok(vec![full_table::read(ex, def, decoder, server, partitions, paged).await?]);
+    }
     let mut reports = Vec::new();
     for partition in partitions {
         let ctx = Ctx::new(def, decoder, server, partition);
         let report = match def.kind {
-            // One replacement covers every partition of the server.
-            Kind::FullTable { paged } => return Ok(vec![full_table::read(ex, def, decoder, server, partitions, paged).await?]),
+            Kind::FullTable { .. } => continue,
             Kind::DateWindows => date_windows::read(ex, &ctx).await?,
             Kind::EventFeed { per_message_path, per_message } => event_feed::read(ex, &ctx, per_message_path, per_message).await?,
             Kind::DailyStats(shape) => daily_stats::read(ex, &ctx, shape).await?,
