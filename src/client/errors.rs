@@ -109,27 +109,40 @@ impl ErrorRule {
     }
 }
 
+impl ErrorRule {
+    const fn on(status: u16, action: Action) -> Self {
+        ErrorRule {
+            status,
+            error_code: None,
+            action,
+        }
+    }
+}
+
 /// The defaults, after an endpoint's own rules; a status not listed fails at once.
-const DEFAULT_RULES: &[(std::ops::RangeInclusive<u16>, Action)] = &[
-    (200..=299, Action::Success),
-    (429..=429, Action::RateLimited),
-    (408..=408, Action::Retry),
-    (500..=500, Action::Retry),
-    (502..=504, Action::Retry),
-    (401..=401, Action::Unauthorized),
-    (403..=403, Action::Unauthorized),
+const DEFAULT_RULES: &[ErrorRule] = &[
+    ErrorRule::on(429, Action::RateLimited),
+    ErrorRule::on(408, Action::Retry),
+    ErrorRule::on(500, Action::Retry),
+    ErrorRule::on(502, Action::Retry),
+    ErrorRule::on(503, Action::Retry),
+    ErrorRule::on(504, Action::Retry),
+    ErrorRule::on(401, Action::Unauthorized),
+    ErrorRule::on(403, Action::Unauthorized),
 ];
 
-/// The action for a response: the endpoint's first matching rule, else the defaults.
+/// The action for a response: success for 2xx, else the endpoint's first matching rule, else
+/// the defaults'.
 pub fn action_for(status: StatusCode, error_code: Option<i64>, rules: &[ErrorRule]) -> Action {
-    let code = status.as_u16();
-    if let Some(rule) = rules.iter().find(|r| r.matches(code, error_code)) {
-        return rule.action;
+    if status.is_success() {
+        return Action::Success;
     }
-    DEFAULT_RULES
+    let code = status.as_u16();
+    rules
         .iter()
-        .find(|(range, _)| range.contains(&code))
-        .map_or(Action::Fail, |(_, action)| *action)
+        .chain(DEFAULT_RULES)
+        .find(|r| r.matches(code, error_code))
+        .map_or(Action::Fail, |r| r.action)
 }
 
 /// Postmark's error body: `{"ErrorCode": 701, "Message": "..."}`.

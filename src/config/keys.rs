@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::DEFAULT_BASE_URL;
+
 /// What a key's value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -12,7 +14,7 @@ pub enum Shape {
     /// `YYYY-MM-DD` (midnight US-Eastern) or an RFC 3339 date-time.
     Instant,
     /// An http(s) URL.
-    Url,
+    Url { default: &'static str },
     /// A whole number in `min..=max`.
     Int { min: i64, max: i64, default: i64 },
     /// A non-empty list of strings.
@@ -57,7 +59,16 @@ impl Key {
     fn default_text(&self) -> String {
         match self.shape {
             Shape::Int { default, .. } => default.to_string(),
+            Shape::Url { default } => format!("`{default}`"),
             _ => self.default.to_string(),
+        }
+    }
+
+    /// The shortest value a secret key accepts (0 for other keys).
+    pub const fn min_len(&self) -> usize {
+        match self.shape {
+            Shape::Secret { min_len } => min_len,
+            _ => 0,
         }
     }
 
@@ -72,7 +83,7 @@ impl Key {
                 s
             }
             Shape::Instant => json!({"type": "string", "examples": ["2026-10-01", "2026-10-01T00:00:00Z"]}),
-            Shape::Url => json!({"type": "string", "format": "uri", "default": self.default.trim_matches('`')}),
+            Shape::Url { default } => json!({"type": "string", "format": "uri", "default": default}),
             Shape::Int { min, max, default } => json!({"type": "integer", "minimum": min, "maximum": max, "default": default}),
             Shape::List => json!({"type": "array", "items": {"type": "string"}, "minItems": 1}),
             Shape::Servers => json!({"oneOf": [{"const": "all"}, {"type": "array", "items": {"type": ["string", "integer"]}}]}),
@@ -87,7 +98,7 @@ impl Key {
             Shape::Secret { .. } => Some("password"),
             Shape::Int { .. } => Some("integer"),
             Shape::List | Shape::Servers => Some("array"),
-            Shape::Instant | Shape::Url => None,
+            Shape::Instant | Shape::Url { .. } => None,
         }
     }
 }
@@ -121,7 +132,7 @@ pub const START_DATE: Key = Key {
     )
 };
 pub const END_DATE: Key = Key::new("end_date", Shape::Instant, "now", "optional end (exclusive), same formats as `start_date`");
-pub const BASE_URL: Key = Key::new("base_url", Shape::Url, "`https://api.postmarkapp.com`", "API root: a proxy, or a test server");
+pub const BASE_URL: Key = Key::new("base_url", Shape::Url { default: DEFAULT_BASE_URL }, "", "API root: a proxy, or a test server");
 pub const MESSAGE_STREAMS: Key = Key::new(
     "message_streams",
     Shape::List,

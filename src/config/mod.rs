@@ -142,11 +142,12 @@ impl Config {
             });
         }
 
+        let min_secret = keys::WEBHOOK_SECRET.min_len();
         let webhook_secret = match opt_string(map, "webhook_secret")? {
-            Some(s) if s.trim().len() < 16 => {
+            Some(s) if s.trim().len() < min_secret => {
                 return Err(invalid(
                     "webhook_secret",
-                    "is shorter than 16 characters",
+                    &format!("is shorter than {min_secret} characters"),
                     "use a long random string, e.g. the output of `openssl rand -hex 24`",
                 ));
             }

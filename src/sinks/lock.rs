@@ -32,14 +32,8 @@ impl DestinationLock {
             path: path.to_path_buf(),
             source,
         })?;
-        match file.try_lock() {
-            Ok(()) => Ok(DestinationLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(SinkError::Locked { dest: dest.to_string() }),
-            Err(std::fs::TryLockError::Error(source)) => Err(SinkError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+        let outcome = file.try_lock();
+        held(file, outcome, path, dest)
     }
 
     /// A reader's lock: fails with [`SinkError::Locked`] while a run writes. `None` when no run
@@ -55,14 +49,20 @@ impl DestinationLock {
                 });
             }
         };
-        match file.try_lock_shared() {
-            Ok(()) => Ok(Some(DestinationLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Err(SinkError::Locked { dest: dest.to_string() }),
-            Err(std::fs::TryLockError::Error(source)) => Err(SinkError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+        let outcome = file.try_lock_shared();
+        held(file, outcome, path, dest).map(Some)
+    }
+}
+
+/// The lock, or why it was not taken: another run holds it, or the lock file failed.
+fn held(file: File, outcome: Result<(), std::fs::TryLockError>, path: &Path, dest: &str) -> Result<DestinationLock, SinkError> {
+    match outcome {
+        Ok(()) => Ok(DestinationLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SinkError::Locked { dest: dest.to_string() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(SinkError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

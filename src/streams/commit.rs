@@ -65,18 +65,21 @@ impl<'a> Committer<'a> {
 
     /// Moves the bookmark (if any) and commits it with the rows written before.
     pub async fn commit(&self, ctx: &Ctx<'_>, bookmark: Option<DateTime<Utc>>) -> Result<(), SyncError> {
+        let bookmark = ctx.def.replication_key().zip(bookmark).map(|(key, value)| (ctx.state_key.as_str(), key, value));
+        self.commit_state(ctx.def, bookmark).await
+    }
+
+    /// Commits the rows written before with the state, moved first by `(partition, key, value)`.
+    async fn commit_state(&self, def: &'static StreamDef, bookmark: Option<(&str, &str, DateTime<Utc>)>) -> Result<(), SyncError> {
         let _order = self.order.lock().await;
         let snapshot = {
             let mut state = self.state();
-            if let (Some(key), Some(value)) = (ctx.def.replication_key(), bookmark) {
-                state.advance(ctx.def.name, &ctx.state_key, key, value);
+            if let Some((partition, key, value)) = bookmark {
+                state.advance(def.name, partition, key, value);
             }
             state.clone()
         };
-        self.sink
-            .commit(ctx.def.name, snapshot)
-            .await
-            .map_err(|()| SyncError::SinkStopped(ctx.def.name))
+        self.sink.commit(def.name, snapshot).await.map_err(|()| SyncError::SinkStopped(def.name))
     }
 
     /// Replaces the rows of `server` (all rows for account-level streams) with `batches`, in one
@@ -84,8 +87,6 @@ impl<'a> Committer<'a> {
     pub async fn replace(&self, def: &'static StreamDef, server: Option<i64>, batches: Vec<RecordBatch>) -> Result<(), SyncError> {
         self.sink.replace(def.name, server).await.map_err(|()| SyncError::SinkStopped(def.name))?;
         self.write(def, batches).await?;
-        let _order = self.order.lock().await;
-        let snapshot = self.state().clone();
-        self.sink.commit(def.name, snapshot).await.map_err(|()| SyncError::SinkStopped(def.name))
+        self.commit_state(def, None).await
     }
 }

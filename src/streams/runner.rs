@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::client::{PostmarkClient, TokenKind};
+use crate::client::{BodyError, PostmarkClient, TokenKind};
 use crate::config::Config;
 use crate::sinks::{LoadMode, SinkHandle, StreamInfo};
 use crate::state::State;
@@ -136,8 +136,21 @@ impl<'a> Extractor<'a> {
     /// One page, with the declaration's error rules (a `Skip` there fails a page read: only
     /// per-record reads may skip, and `declarations_are_consistent` holds them to it).
     pub async fn get_page(&self, ctx: &Ctx<'_>, path: &str, query: &[(&'static str, String)], window: Option<Window>) -> Result<Page, SyncError> {
+        self.get(ctx, path, query, window, |body| ctx.decoder.decode(body, &ctx.scope)).await
+    }
+
+    /// A GET of the stream's partition with the declaration's error rules; a failure names
+    /// the stream and where (server, partition, window).
+    pub async fn get<T>(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        query: &[(&'static str, String)],
+        window: Option<Window>,
+        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
+    ) -> Result<T, SyncError> {
         self.client
-            .get_with(ctx.auth(), path, query, ctx.def.errors, |body| ctx.decoder.decode(body, &ctx.scope))
+            .get_with(ctx.auth(), path, query, ctx.def.errors, parse)
             .await
             .map_err(|source| SyncError::Request {
                 stream: ctx.def.name,

@@ -105,16 +105,10 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, shape: StatsShape) -> Resul
 
 async fn stats_request(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: NaiveDate, to: NaiveDate) -> Result<Value, SyncError> {
     let query = ctx.query(date_query(from, to));
-    ex.client
-        .get(ctx.auth(), &ctx.path(None), &query, |b| {
-            serde_json::from_slice::<Value>(b).map_err(|e| BodyError::Malformed(e.to_string()))
-        })
-        .await
-        .map_err(|source| SyncError::Request {
-            stream: ctx.def.name,
-            at: ctx.at(None),
-            source,
-        })
+    ex.get(ctx, &ctx.path(None), &query, None, |b| {
+        serde_json::from_slice::<Value>(b).map_err(|e| BodyError::Malformed(e.to_string()))
+    })
+    .await
 }
 
 /// `Days` entries of a stats response, by date.

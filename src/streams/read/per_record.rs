@@ -53,22 +53,22 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_record: PerRecord) -> R
                 ctx.decoder
                     .decode_values(&records_of(body, ctx.def.records, per_record.id_field, id)?, &ctx.scope)
             };
-            match ex.client.get_with(ctx.auth(), &path, &[], ctx.def.errors, parse).await {
+            match ex.get(ctx, &path, &[], None, parse).await {
                 Ok(batch) => Ok(Some(batch)),
-                Err(ClientError::Skipped {
-                    request,
-                    status,
-                    error_code,
-                    message,
+                Err(SyncError::Request {
+                    source:
+                        ClientError::Skipped {
+                            request,
+                            status,
+                            error_code,
+                            message,
+                        },
+                    ..
                 }) => {
                     tracing::info!(stream = ctx.def.name, %request, status, ?error_code, ?message, "Skipped, as the stream's error rules say.");
                     Ok(None)
                 }
-                Err(source) => Err(SyncError::Request {
-                    stream: ctx.def.name,
-                    at: ctx.at(None),
-                    source,
-                }),
+                Err(e) => Err(e),
             }
         })
         .buffered(ex.config.max_concurrency);
