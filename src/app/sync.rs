@@ -13,7 +13,7 @@ pub(super) async fn run(args: SyncArgs) -> Result<(), Error> {
     let started = Instant::now();
     let now = Utc::now();
     let mut reports: Vec<PartitionReport> = Vec::new();
-    let mut stats = (0, 0);
+    let mut stats = RunCounters::default();
     let result = run_sync(&args, now, started, &mut reports, &mut stats).await;
     if let Some(path) = &args.summary_json {
         let summary = json!({
@@ -23,8 +23,9 @@ pub(super) async fn run(args: SyncArgs) -> Result<(), Error> {
             "started_at": now.to_rfc3339_opts(SecondsFormat::Secs, true),
             "elapsed_seconds": started.elapsed().as_secs_f64(),
             "records": reports.iter().map(|r| r.records).sum::<u64>(),
-            "requests": stats.0,
-            "retries": stats.1,
+            "requests": stats.requests,
+            "retries": stats.retries,
+            "clock_offset_seconds": stats.clock_offset_seconds,
             "streams": reports,
         });
         let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
@@ -33,6 +34,15 @@ pub(super) async fn run(args: SyncArgs) -> Result<(), Error> {
         }
     }
     result
+}
+
+/// What the summary file reports of the client: requests, retries, and how far Postmark's
+/// clock was ahead of the host's (negative: behind), from its `Date` headers.
+#[derive(Default)]
+struct RunCounters {
+    requests: u64,
+    retries: u64,
+    clock_offset_seconds: Option<f64>,
 }
 
 /// Streams read at the same time (at most `max_concurrency`): enough to hide one stream's
@@ -44,7 +54,7 @@ async fn run_sync(
     now: chrono::DateTime<Utc>,
     started: Instant,
     reports: &mut Vec<PartitionReport>,
-    stats: &mut (u64, u64),
+    stats: &mut RunCounters,
 ) -> Result<(), Error> {
     let config = load_config(&args.config)?;
     let selected: Vec<&'static StreamDef> = match (&args.catalog, &args.streams) {
@@ -146,7 +156,11 @@ async fn run_sync(
     // The sink's own error explains a stopped sink better than the extractor's.
     let sink_result = handle.finish();
     print_summary(reports, &client, started);
-    *stats = (client.stats.requests.load(Ordering::Relaxed), client.stats.retries.load(Ordering::Relaxed));
+    *stats = RunCounters {
+        requests: client.stats.requests.load(Ordering::Relaxed),
+        retries: client.stats.retries.load(Ordering::Relaxed),
+        clock_offset_seconds: client.clock.offset().map(|o| o.num_milliseconds() as f64 / 1000.0),
+    };
     sink_result?;
     match failure {
         Some(e) => Err(e.into()),

@@ -3,6 +3,7 @@
 //! What a failed request means is decided in one table, [`errors::action_for`], keyed by HTTP
 //! status and Postmark's ErrorCode; the concurrency limit is in [`limit`].
 
+mod clock;
 mod errors;
 mod limit;
 
@@ -14,6 +15,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
 use url::Url;
 
+pub use clock::ApiClock;
 pub use errors::{Action, BodyError, ClientError, ErrorRule, action_for};
 use errors::{ApiErrorBody, api_detail};
 pub use limit::{AdaptiveLimit, Slot};
@@ -21,9 +23,10 @@ pub use limit::{AdaptiveLimit, Slot};
 use crate::config::Config;
 use crate::secret::Secret;
 
-/// The longest Retry-After we honour; a larger value is capped rather than trusted blindly.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest wait between two attempts, jitter and `Retry-After` included (the README's cap).
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+/// The first wait after a connection that could not be opened; doubles from there.
+const CONNECT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// The credential of one request.
 #[derive(Debug, Clone, Copy)]
@@ -85,9 +88,12 @@ pub struct PostmarkClient {
     base_url: Url,
     account_token: Option<Secret>,
     max_retries: u32,
+    max_connect_retries: u32,
     retry_initial_delay: Duration,
     limiter: Arc<AdaptiveLimit>,
     pub stats: Arc<ClientStats>,
+    /// Postmark's clock, from the `Date` of its answers.
+    pub clock: Arc<ApiClock>,
 }
 
 enum Attempt {
@@ -96,6 +102,8 @@ enum Attempt {
         reason: String,
         status: Option<u16>,
         retry_after: Option<Duration>,
+        /// The connection could not be opened: counted against its own, shorter budget.
+        connect: bool,
     },
 }
 
@@ -106,7 +114,7 @@ impl PostmarkClient {
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("postmark-elt/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10).min(config.request_timeout))
+            .connect_timeout(config.connect_timeout.min(config.request_timeout))
             .timeout(config.request_timeout)
             .build()
             .map_err(ClientError::Build)?;
@@ -115,9 +123,11 @@ impl PostmarkClient {
             base_url: config.base_url.clone(),
             account_token: config.account_token.clone(),
             max_retries: config.max_retries,
+            max_connect_retries: config.max_connect_retries,
             retry_initial_delay: config.retry_initial_delay,
             limiter: Arc::new(AdaptiveLimit::new(config.max_concurrency)),
             stats: Arc::default(),
+            clock: Arc::default(),
         })
     }
 
@@ -167,11 +177,17 @@ impl PostmarkClient {
             Auth::Account => (TokenKind::Account, self.account_token.as_ref().ok_or(ClientError::NoAccountToken)?),
         };
         let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.retry_initial_delay)
-            .with_max_delay(MAX_BACKOFF.max(self.retry_initial_delay))
+            .with_min_delay(self.retry_initial_delay.min(MAX_RETRY_WAIT))
+            .with_max_delay(MAX_RETRY_WAIT)
             .with_factor(2.0)
             .with_jitter()
             .with_max_times(self.max_retries as usize)
+            .build();
+        let mut connect_delays = ExponentialBuilder::default()
+            .with_min_delay(CONNECT_RETRY_DELAY)
+            .with_max_delay(MAX_RETRY_WAIT)
+            .with_factor(2.0)
+            .with_max_times(self.max_connect_retries as usize)
             .build();
         let mut attempts = 0u32;
         loop {
@@ -198,14 +214,21 @@ impl PostmarkClient {
                         reason: format!("unreadable response body ({e})"),
                         status: Some(200),
                         retry_after: None,
+                        connect: false,
                     },
                 },
                 Err(a) => a,
             };
             match failure {
                 Attempt::Fatal(e) => return Err(e),
-                Attempt::Retry { reason, status, retry_after } => {
-                    let Some(backoff) = delays.next() else {
+                Attempt::Retry {
+                    reason,
+                    status,
+                    retry_after,
+                    connect,
+                } => {
+                    let next = if connect { connect_delays.next() } else { delays.next() };
+                    let Some(backoff) = next else {
                         return Err(ClientError::Exhausted {
                             request,
                             attempts,
@@ -213,7 +236,8 @@ impl PostmarkClient {
                             status,
                         });
                     };
-                    let delay = retry_after.map_or(backoff, |r| r.min(MAX_RETRY_AFTER));
+                    // Jitter can double a backoff step; neither it nor Retry-After passes the cap.
+                    let delay = retry_after.unwrap_or(backoff).min(MAX_RETRY_WAIT);
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         request = %request,
@@ -252,6 +276,8 @@ impl PostmarkClient {
             builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
         }
         let response = builder.send().await.map_err(|e| transport_failure(&e))?;
+        self.clock
+            .observe(response.headers().get(reqwest::header::DATE).and_then(|v| v.to_str().ok()), chrono::Utc::now());
         let status = response.status();
         let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
         // A body cut off mid-way is a transport failure, retried like a reset connection.
@@ -274,6 +300,7 @@ impl PostmarkClient {
                 reason: format!("HTTP {code}{}", api_detail(&error_code, &message)),
                 status: Some(code),
                 retry_after,
+                connect: false,
             },
             Action::Unauthorized => Attempt::Fatal(ClientError::Unauthorized {
                 request: request.to_string(),
@@ -316,6 +343,7 @@ fn transport_failure(e: &reqwest::Error) -> Attempt {
         reason,
         status: None,
         retry_after: None,
+        connect: e.is_connect(),
     }
 }
 

@@ -153,9 +153,31 @@ pub const OVERLAP_MINUTES: Key = Key::int(
     60,
     "how far before the bookmark an incremental run starts again; rows read twice are merged on the key",
 );
+pub const SETTLE_SECONDS: Key = Key::int(
+    "settle_seconds",
+    0,
+    3600,
+    60,
+    "a run reads up to Postmark's clock (its `Date` header) minus this margin, so the newest window is not still filling while it is read; the rest comes next run",
+);
+pub const CLOCK_SKEW_WARN_SECONDS: Key = Key::int(
+    "clock_skew_warn_seconds",
+    1,
+    86_400,
+    30,
+    "a host clock further than this from Postmark's is logged with its size (windows follow Postmark's clock either way)",
+);
 pub const PAGE_SIZE: Key = Key::int("page_size", 1, 500, 500, "records per request (Postmark allows at most 500)");
 pub const MAX_CONCURRENCY: Key = Key::int("max_concurrency", 1, 64, 4, "requests in flight at once");
 pub const REQUEST_TIMEOUT_SECONDS: Key = Key::int("request_timeout_seconds", 1, 3600, 60, "timeout of one request");
+pub const CONNECT_TIMEOUT_SECONDS: Key = Key::int("connect_timeout_seconds", 1, 600, 5, "timeout of opening a connection");
+pub const MAX_CONNECT_RETRIES: Key = Key::int(
+    "max_connect_retries",
+    0,
+    100,
+    3,
+    "retries of a request whose connection cannot be opened (host unreachable, DNS, refused), 1 s apart and doubling",
+);
 pub const MAX_RETRIES: Key = Key::int(
     "max_retries",
     0,
@@ -168,7 +190,7 @@ pub const RETRY_INITIAL_DELAY_MS: Key = Key::int(
     1,
     600_000,
     500,
-    "first retry delay; doubles with jitter up to 60 s, or follows `Retry-After`",
+    "first retry delay; doubles with jitter up to 60 s, or follows `Retry-After` (also capped at 60 s)",
 );
 pub const WEBHOOK_SECRET: Key = Key::new(
     "webhook_secret",
@@ -217,9 +239,13 @@ pub const KEYS: &[Key] = &[
     MESSAGE_STREAMS,
     LOOKBACK_DAYS,
     OVERLAP_MINUTES,
+    SETTLE_SECONDS,
+    CLOCK_SKEW_WARN_SECONDS,
     PAGE_SIZE,
     MAX_CONCURRENCY,
     REQUEST_TIMEOUT_SECONDS,
+    CONNECT_TIMEOUT_SECONDS,
+    MAX_CONNECT_RETRIES,
     MAX_RETRIES,
     RETRY_INITIAL_DELAY_MS,
     WEBHOOK_SECRET,

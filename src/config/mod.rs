@@ -63,9 +63,15 @@ pub struct Config {
     pub lookback_days: u32,
     /// How far before the bookmark an incremental run starts again (late indexing, clock skew).
     pub overlap: chrono::Duration,
+    /// How far behind Postmark's clock a run's reads end (the newest window must have settled).
+    pub settle: chrono::Duration,
+    /// A host clock further off Postmark's than this is logged.
+    pub clock_skew_warn: chrono::Duration,
     pub page_size: u32,
     pub max_concurrency: usize,
     pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_connect_retries: u32,
     pub max_retries: u32,
     pub retry_initial_delay: Duration,
     /// Shared secret of the webhook receiver (basic-auth password or `X-Webhook-Secret`).
@@ -240,9 +246,13 @@ impl Config {
                 message_streams,
                 lookback_days: int_in(map, &keys::LOOKBACK_DAYS)? as u32,
                 overlap: chrono::Duration::minutes(int_in(map, &keys::OVERLAP_MINUTES)?),
+                settle: chrono::Duration::seconds(int_in(map, &keys::SETTLE_SECONDS)?),
+                clock_skew_warn: chrono::Duration::seconds(int_in(map, &keys::CLOCK_SKEW_WARN_SECONDS)?),
                 page_size: int_in(map, &keys::PAGE_SIZE)? as u32,
                 max_concurrency: int_in(map, &keys::MAX_CONCURRENCY)? as usize,
                 request_timeout: Duration::from_secs(int_in(map, &keys::REQUEST_TIMEOUT_SECONDS)? as u64),
+                connect_timeout: Duration::from_secs(int_in(map, &keys::CONNECT_TIMEOUT_SECONDS)? as u64),
+                max_connect_retries: int_in(map, &keys::MAX_CONNECT_RETRIES)? as u32,
                 max_retries: int_in(map, &keys::MAX_RETRIES)? as u32,
                 retry_initial_delay: Duration::from_millis(int_in(map, &keys::RETRY_INITIAL_DELAY_MS)? as u64),
                 webhook_secret,

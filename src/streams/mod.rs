@@ -132,6 +132,8 @@ impl StreamDef {
     pub fn replication_key(&self) -> Option<&'static str> {
         match self.kind {
             Kind::DailyStats(_) => Some("date"),
+            // A window's end is the bookmark whether or not records carry a time of their own.
+            Kind::DateWindows => Some(self.cursor_field.unwrap_or(WINDOW_END)),
             Kind::FullTable { .. } => None,
             Kind::PerRecord(p) => self.cursor_field.or_else(|| find(p.of.parent).and_then(|d| d.cursor_field)),
             _ => self.cursor_field,
@@ -142,6 +144,10 @@ impl StreamDef {
         !matches!(self.kind, Kind::FullTable { .. })
     }
 }
+
+/// The state's name for the bookmark of a date-window stream whose records have no time of
+/// their own (inbound: `Date` is the sender's header): the end of the last complete window.
+pub const WINDOW_END: &str = "window_end";
 
 pub fn find(name: &str) -> Option<&'static StreamDef> {
     STREAMS.iter().find(|s| s.name == name)

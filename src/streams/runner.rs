@@ -24,6 +24,8 @@ pub struct Extractor<'a> {
     /// Start of this run: windows never reach past it, and rows carry it as `_synced_at`.
     pub now: DateTime<Utc>,
     pub discovery: Discovery<'a>,
+    /// Whether the clock check (skew, a missing `Date`) has been logged.
+    clock_logged: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Extractor<'a> {
@@ -34,12 +36,30 @@ impl<'a> Extractor<'a> {
             commits: Committer::new(sink, state),
             now,
             discovery: Discovery::new(client, config),
+            clock_logged: Default::default(),
         }
     }
 
-    /// Where incremental reads end: `end_date`, or the start of this run.
+    /// Where incremental reads end: `end_date`, or Postmark's clock now (the `Date` of its
+    /// answers, never the host's alone) minus `settle_seconds`. Every read has listed servers or
+    /// message streams before, so an answer has told the time; if none carried a readable
+    /// `Date` (a proxy dropped it), the host clock stands in, with a warning.
     pub fn end(&self) -> DateTime<Utc> {
-        self.config.end_or(self.now)
+        let host = Utc::now();
+        let api_now = self.client.clock.now(host);
+        if !self.clock_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            match api_now.map(|t| t - host) {
+                None => tracing::warn!("No answer carried a readable `Date` header: windows end at the host's clock, which may differ from Postmark's."),
+                Some(offset) if offset.abs() > self.config.clock_skew_warn => tracing::warn!(
+                    host_clock_behind_seconds = offset.num_seconds(),
+                    "The host clock is {} {} Postmark's (its `Date` header); windows end at Postmark's time.",
+                    fmt_span(offset.abs()),
+                    if offset > chrono::Duration::zero() { "behind" } else { "ahead of" }
+                ),
+                Some(_) => {}
+            }
+        }
+        self.config.end_or(api_now.unwrap_or(host) - self.config.settle)
     }
 
     pub fn page_size(&self) -> u64 {
@@ -175,4 +195,14 @@ pub fn window_query(window: Window, offset: u64, count: u64) -> Vec<(&'static st
 /// `count` and `offset` of a list's page.
 pub fn page_query(offset: u64, count: u64) -> Vec<(&'static str, String)> {
     vec![("count", count.to_string()), ("offset", offset.to_string())]
+}
+
+/// `3h 2m 5s`, for log lines.
+fn fmt_span(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m {sec}s"),
+        (h, m, sec) => format!("{h}h {m}m {sec}s"),
+    }
 }

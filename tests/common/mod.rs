@@ -35,7 +35,9 @@ impl Env {
         self.dir.path().join(name)
     }
 
-    /// Writes a config (mode 600) for the fake, with fast retries; `extra` overrides keys.
+    /// Writes a config (mode 600) for the fake, with fast retries and no settle margin (the
+    /// plain fake indexes mail at once; tests of late indexing set `settle_seconds`); `extra`
+    /// overrides keys.
     pub fn config(&self, start: DateTime<Utc>, extra: Value) -> PathBuf {
         let mut cfg = json!({
             "server_token": self.fake.token(),
@@ -43,6 +45,7 @@ impl Env {
             "start_date": start.to_rfc3339(),
             "retry_initial_delay_ms": 5,
             "request_timeout_seconds": 10,
+            "settle_seconds": 0,
         });
         if let (Some(base), Some(more)) = (cfg.as_object_mut(), extra.as_object()) {
             for (k, v) in more {

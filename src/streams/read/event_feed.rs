@@ -77,7 +77,7 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
     if overflow {
         // The list cannot reach back to the cutoff. The rest, [cutoff, oldest seen], is read
         // in date windows if the API honours them, else message by message.
-        let until = oldest.unwrap_or(ex.now);
+        let until = oldest.unwrap_or_else(|| ex.end());
         let note = if date_filters_work(ex, ctx, cutoff, until, total_unfiltered).await? {
             let (rows, windows, splits) = windows_into(ex, ctx, cutoff, until, &mut pending).await?;
             report.records += rows;
@@ -99,7 +99,8 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
         tracing::warn!(stream = ctx.def.name, at = %ctx.at(None), "{note}");
         report.note = Some(note);
     }
-    let bookmark = newest.map(|n| n.min(ex.now)).or(report.bookmark_before);
+    // Never past Postmark's clock (an event stamped ahead of it would skip later ones).
+    let bookmark = newest.map(|n| n.min(ex.end())).or(report.bookmark_before);
     ex.commits.commit(ctx, bookmark).await?;
     report.bookmark_after = bookmark;
     Ok(report)

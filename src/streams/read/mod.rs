@@ -70,12 +70,15 @@ pub fn first_request(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: DateTime<Utc>, to:
 }
 
 /// Where a stream's read starts: `start_date` on a first run; then the bookmark minus the
-/// overlap (messages, bounces, inbound) or minus `lookback_days` (events, per-record reads,
+/// overlap (messages, bounces) or minus `lookback_days` (inbound, events, per-record reads,
 /// stats days), never before `start_date`.
 pub fn start(config: &Config, def: &StreamDef, bookmark: Option<DateTime<Utc>>) -> DateTime<Utc> {
     let lookback = Duration::days(i64::from(config.lookback_days));
     let Some(b) = bookmark else { return config.start };
     let from = match def.kind {
+        // Inbound rows have no time of their own and change status after they are listed
+        // (queued, then processed or failed): they are re-read like events.
+        Kind::DateWindows if def.cursor_field.is_none() => b - lookback,
         Kind::DateWindows => b - config.overlap,
         Kind::EventFeed { .. } | Kind::PerRecord(_) | Kind::FullTable { .. } => b - lookback,
         Kind::DailyStats(_) => eastern_midnight(eastern_date(b) - lookback).unwrap_or(b - lookback),

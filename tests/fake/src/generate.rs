@@ -83,8 +83,13 @@ const PLATFORMS: &[&str] = &["Desktop", "Mobile", "WebMail", "Unknown"];
 /// that would lie in the future are left out, so ground truth does not change while a test runs
 /// (tests add late events explicitly).
 pub fn events(seed: u64, messages: &[Message]) -> (Vec<Event>, Vec<Event>, Vec<Bounce>) {
+    events_until(seed, messages, Utc::now())
+}
+
+/// [`events`] as of the instant `now` (a fake whose clock differs from the host's).
+pub fn events_until(seed: u64, messages: &[Message], now: DateTime<Utc>) -> (Vec<Event>, Vec<Event>, Vec<Bounce>) {
     let (mut opens, mut clicks, mut bounces) = events_at_any_time(seed, messages);
-    let now = Utc::now() - Duration::seconds(1);
+    let now = now - Duration::seconds(1);
     opens.retain(|e| e.received_at <= now);
     clicks.retain(|e| e.received_at <= now);
     bounces.retain(|b| b.bounced_at <= now);

@@ -89,6 +89,12 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         Some(f) => serve_fault(f, &shared, &path, &query, &headers, &method, &body).await,
         None => routes::route(&shared, &method, &path, &query, &headers, &body),
     };
+    let mut response = response;
+    // Postmark's clock, which the connector must follow (hyper keeps a Date already set).
+    let date = shared.now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Ok(value) = header::HeaderValue::from_str(&date) {
+        response.headers_mut().insert(header::DATE, value);
+    }
     let mut log = shared.log();
     if !log.off {
         log.requests.push(RecordedRequest {

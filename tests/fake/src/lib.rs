@@ -113,6 +113,8 @@ struct Log {
 
 pub(crate) struct Shared {
     pub(crate) config: FakeConfig,
+    /// The fake's clock minus the host's, in ms (starts at `config.clock_offset`; tests move it).
+    clock_offset_ms: std::sync::atomic::AtomicI64,
     servers: Mutex<Vec<Arc<Server>>>,
     log: Mutex<Log>,
 }
@@ -131,9 +133,26 @@ impl Shared {
         self.servers().into_iter().find(|s| s.token == token)
     }
 
-    pub(crate) fn cutoff(&self) -> DateTime<Utc> {
-        Utc::now() - ChronoDuration::days(self.config.retention_days)
+    /// The fake's clock: the host's moved by `clock_offset` (its data and its `Date` header).
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        Utc::now() + ChronoDuration::milliseconds(self.clock_offset_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
+
+    /// What a request may see: retention's start and the fake's now.
+    pub(crate) fn span(&self) -> Span {
+        let now = self.now();
+        Span {
+            cutoff: now - ChronoDuration::days(self.config.retention_days),
+            now,
+        }
+    }
+}
+
+/// The time bounds of one answer: nothing older than retention, nothing after the fake's now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    pub(crate) cutoff: DateTime<Utc>,
+    pub(crate) now: DateTime<Utc>,
 }
 
 /// A running fake server. Dropping it stops the server.
@@ -181,6 +200,7 @@ impl FakePostmark {
             data: Mutex::new(Data { streams, ..Data::default() }),
         });
         let shared = Arc::new(Shared {
+            clock_offset_ms: config.clock_offset.num_milliseconds().into(),
             config,
             servers: Mutex::new(vec![first]),
             log: Mutex::new(Log::default()),
@@ -231,6 +251,18 @@ impl FakePostmark {
         &self.shared.config.server_token
     }
 
+    /// The fake's clock now (the host's moved by `FakeConfig::clock_offset`).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.now()
+    }
+
+    /// Moves the fake's clock forward by `by` (time passing between syncs, without waiting).
+    pub fn advance_clock(&self, by: ChronoDuration) {
+        self.shared
+            .clock_offset_ms
+            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn account_token(&self) -> &str {
         &self.shared.config.account_token
     }
@@ -267,9 +299,10 @@ impl FakePostmark {
 
     /// Derives opens, clicks and bounces from the first server's messages (see generate::events).
     pub fn generate_events(&self, seed: u64) {
+        let now = self.now();
         self.with_data(0, |d| {
             let messages: Vec<Message> = d.0.messages.values().flatten().cloned().collect();
-            let (opens, clicks, bounces) = generate::events(seed, &messages);
+            let (opens, clicks, bounces) = generate::events_until(seed, &messages, now);
             d.0.opens.extend(opens);
             d.0.clicks.extend(clicks);
             d.0.bounces.extend(bounces);
@@ -278,8 +311,7 @@ impl FakePostmark {
 
     /// What the API would return now (inside retention) from server `index`, for ground truth.
     pub fn visible(&self, index: usize) -> Visible {
-        let cutoff = self.shared.cutoff();
-        let now = Utc::now();
+        let Span { cutoff, now } = self.shared.span();
         let server = self.server(index);
         let data = server.lock();
         let keep = |t: &DateTime<Utc>| *t >= cutoff && *t <= now;
@@ -359,6 +391,12 @@ impl DataMut<'_> {
     }
     pub fn add_inbound(&mut self, inbound: Vec<Inbound>) {
         self.0.inbound.extend(inbound);
+    }
+    /// Sets the status of an inbound message (queued mail being processed).
+    pub fn set_inbound_status(&mut self, id: &str, status: &str) {
+        for i in self.0.inbound.iter_mut().filter(|i| i.id == id) {
+            i.status = status.to_string();
+        }
     }
     /// The webhook configurations as `GET /webhooks` would list them.
     pub fn webhooks(&mut self) -> Vec<serde_json::Value> {

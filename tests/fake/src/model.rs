@@ -102,6 +102,9 @@ pub struct FakeConfig {
     pub event_date_filters: bool,
     /// Gzip responses for clients that ask, as Postmark does (off in benchmarks: an instant server).
     pub gzip: bool,
+    /// The fake's clock minus the host's: its data, its date filters and its `Date` header
+    /// follow the fake's clock (a host clock that drifted is the other side of it).
+    pub clock_offset: ChronoDuration,
 }
 
 impl Default for FakeConfig {
@@ -114,6 +117,7 @@ impl Default for FakeConfig {
             latency: Duration::ZERO,
             event_date_filters: true,
             gzip: true,
+            clock_offset: ChronoDuration::zero(),
         }
     }
 }

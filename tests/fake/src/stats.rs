@@ -22,7 +22,7 @@ fn parse_day(raw: &str) -> Option<NaiveDate> {
 
 type Days = BTreeMap<NaiveDate, BTreeMap<String, i64>>;
 
-pub(crate) fn respond(data: &Data, endpoint: &str, query: &[(String, String)]) -> Response {
+pub(crate) fn respond(data: &Data, endpoint: &str, query: &[(String, String)], now: DateTime<Utc>) -> Response {
     let mut range = (None, None);
     for (name, slot) in [("fromdate", &mut range.0), ("todate", &mut range.1)] {
         if let Some(raw) = get(query, name) {
@@ -53,7 +53,6 @@ pub(crate) fn respond(data: &Data, endpoint: &str, query: &[(String, String)]) -
             "The message stream for the provided 'ID' was not found.",
         );
     }
-    let now = Utc::now();
     let in_scope = |day: NaiveDate, s: &str, t: DateTime<Utc>| {
         t <= now && range.0.is_none_or(|f| day >= f) && range.1.is_none_or(|to| day <= to) && stream.as_deref().is_none_or(|x| s.eq_ignore_ascii_case(x))
     };

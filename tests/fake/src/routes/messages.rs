@@ -66,7 +66,7 @@ pub(super) fn outbound_item(m: &Message) -> OutboundItem<'_> {
     }
 }
 
-pub(super) fn outbound_messages(data: &Data, query: &[(String, String)], cutoff: DateTime<Utc>) -> Response {
+pub(super) fn outbound_messages(data: &Data, query: &[(String, String)], span: Span) -> Response {
     let Search { count, offset, from, to } = match search(query, 700) {
         Ok(s) => s,
         Err(r) => return r,
@@ -77,7 +77,7 @@ pub(super) fn outbound_messages(data: &Data, query: &[(String, String)], cutoff:
     }
     let empty = Vec::new();
     let all = data.messages.get(&stream).unwrap_or(&empty);
-    let matching = in_range(all, |m| m.received_at, from, to, cutoff);
+    let matching = in_range(all, |m| m.received_at, from, to, span);
     let items: Vec<&str> = matching
         .iter()
         .skip(offset as usize)
@@ -117,7 +117,7 @@ pub(super) fn event_json(e: &Event) -> Value {
     v
 }
 
-pub(super) fn events_list(all: &[Event], query: &[(String, String)], cutoff: DateTime<Utc>, key: &str, date_filters: bool) -> Response {
+pub(super) fn events_list(all: &[Event], query: &[(String, String)], span: Span, key: &str, date_filters: bool) -> Response {
     let (count, offset) = match paging(query, 700) {
         Ok(p) => p,
         Err(r) => return r,
@@ -132,7 +132,7 @@ pub(super) fn events_list(all: &[Event], query: &[(String, String)], cutoff: Dat
     };
     let stream = get(query, "messagestream").unwrap_or("outbound").to_ascii_lowercase();
     let recipient = get(query, "recipient");
-    let visible = in_range(all, |e| e.received_at, from, to, cutoff);
+    let visible = in_range(all, |e| e.received_at, from, to, span);
     // Counted and paged without collecting the matches: a page of a large range (millions of
     // events in a benchmark) then costs no allocation proportional to the range.
     let matches = |e: &&Event| e.stream.eq_ignore_ascii_case(&stream) && recipient.is_none_or(|r| e.recipient.eq_ignore_ascii_case(r));
@@ -147,22 +147,22 @@ pub(super) fn events_list(all: &[Event], query: &[(String, String)], cutoff: Dat
     json_response(format!("{{\"TotalCount\":{total},\"{key}\":[{}]}}", items.join(",")))
 }
 
-pub(super) fn events_of_message(all: &[Event], id: &str, query: &[(String, String)], cutoff: DateTime<Utc>, key: &str) -> Response {
+pub(super) fn events_of_message(all: &[Event], id: &str, query: &[(String, String)], span: Span, key: &str) -> Response {
     let (count, offset) = match paging(query, 700) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let visible = in_range(all, |e| e.received_at, None, None, cutoff);
+    let visible = in_range(all, |e| e.received_at, None, None, span);
     let matching: Vec<&Event> = visible.iter().filter(|e| e.message_id.eq_ignore_ascii_case(id)).collect();
     let items: Vec<Value> = matching.iter().skip(offset as usize).take(count as usize).map(|e| event_json(e)).collect();
     json_response(json!({"TotalCount": matching.len(), key: items}).to_string())
 }
 
-pub(super) fn message_details(data: &Data, id: &str, cutoff: DateTime<Utc>) -> Response {
-    let Some(m) = data.message(id).filter(|m| m.received_at >= cutoff) else {
+pub(super) fn message_details(data: &Data, id: &str, span: Span) -> Response {
+    let Some(m) = data.message(id).filter(|m| m.received_at >= span.cutoff) else {
         return api_error(StatusCode::UNPROCESSABLE_ENTITY, 701, "This message was not found.");
     };
-    let now = Utc::now();
+    let now = span.now;
     let mut events: Vec<(DateTime<Utc>, Value)> =
         m.to.iter()
             .map(|(email, _)| {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 mod messages;
 mod tables;
 
-use crate::{Bound, Data, Event, MAX_COUNT, MAX_REACH, Message, Server, Shared, api_error, get, json_response, parse_eastern, postmark_timestamp, stats};
+use crate::{Bound, Data, Event, MAX_COUNT, MAX_REACH, Message, Server, Shared, Span, api_error, get, json_response, parse_eastern, postmark_timestamp, stats};
 use messages::*;
 use tables::*;
 
@@ -40,7 +40,7 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
         );
     };
     let mut data = server.lock();
-    let cutoff = shared.cutoff();
+    let span = shared.span();
     if writes_webhooks && method != Method::GET {
         return write_webhook(&mut data, method, path, body);
     }
@@ -48,18 +48,18 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
     match segments.as_slice() {
         ["server"] => json_response(server_json(&server, true).to_string()),
         ["message-streams"] => message_streams(&data, query),
-        ["message-streams", id, "suppressions", "dump"] => suppressions(&data, id, cutoff),
-        ["messages", "outbound"] => outbound_messages(&data, query, cutoff),
-        ["messages", "outbound", "opens"] => events_list(&data.opens, query, cutoff, "Opens", shared.config.event_date_filters),
-        ["messages", "outbound", "clicks"] => events_list(&data.clicks, query, cutoff, "Clicks", shared.config.event_date_filters),
-        ["messages", "outbound", "opens", id] => events_of_message(&data.opens, id, query, cutoff, "Opens"),
-        ["messages", "outbound", "clicks", id] => events_of_message(&data.clicks, id, query, cutoff, "Clicks"),
-        ["messages", "outbound", id, "details"] => message_details(&data, id, cutoff),
-        ["messages", "inbound"] => inbound(&data, query, cutoff),
-        ["bounces"] => bounces(&data, query, cutoff),
-        ["bounces", id, "dump"] => bounce_dump(&data, id, cutoff),
+        ["message-streams", id, "suppressions", "dump"] => suppressions(&data, id, span),
+        ["messages", "outbound"] => outbound_messages(&data, query, span),
+        ["messages", "outbound", "opens"] => events_list(&data.opens, query, span, "Opens", shared.config.event_date_filters),
+        ["messages", "outbound", "clicks"] => events_list(&data.clicks, query, span, "Clicks", shared.config.event_date_filters),
+        ["messages", "outbound", "opens", id] => events_of_message(&data.opens, id, query, span, "Opens"),
+        ["messages", "outbound", "clicks", id] => events_of_message(&data.clicks, id, query, span, "Clicks"),
+        ["messages", "outbound", id, "details"] => message_details(&data, id, span),
+        ["messages", "inbound"] => inbound(&data, query, span),
+        ["bounces"] => bounces(&data, query, span),
+        ["bounces", id, "dump"] => bounce_dump(&data, id, span),
         ["triggers", "inboundrules"] => inbound_rules(&server, query),
-        ["deliverystats"] => delivery_stats(&data, cutoff),
+        ["deliverystats"] => delivery_stats(&data, span),
         ["templates"] => templates(&server, query),
         ["webhooks"] => {
             let stream = get(query, "messagestream").map(str::to_string);
@@ -79,7 +79,7 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
                 .collect();
             json_response(json!({"Webhooks": hooks}).to_string())
         }
-        ["stats", "outbound", rest @ ..] => stats::respond(&data, &rest.join("/"), query),
+        ["stats", "outbound", rest @ ..] => stats::respond(&data, &rest.join("/"), query, span.now),
         _ => api_error(StatusCode::NOT_FOUND, 0, "Not found (the fake does not serve this path)."),
     }
 }
@@ -219,11 +219,10 @@ fn search(query: &[(String, String)], error_code: i64) -> Result<Search, Respons
 }
 
 /// The slice of a newest-first list inside `[from, to]` and retention, by binary search.
-fn in_range<T>(all: &[T], at: impl Fn(&T) -> DateTime<Utc>, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>, cutoff: DateTime<Utc>) -> &[T] {
-    let now = Utc::now();
-    let upper_bound = to.map_or(now, |t| t.min(now));
+fn in_range<T>(all: &[T], at: impl Fn(&T) -> DateTime<Utc>, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>, span: Span) -> &[T] {
+    let upper_bound = to.map_or(span.now, |t| t.min(span.now));
     let upper = all.partition_point(|x| at(x) > upper_bound);
-    let lower_bound = from.map_or(cutoff, |f| f.max(cutoff));
+    let lower_bound = from.map_or(span.cutoff, |f| f.max(span.cutoff));
     let lower = all.partition_point(|x| at(x) >= lower_bound);
     if lower > upper { &all[upper..lower] } else { &all[0..0] }
 }

@@ -13,7 +13,7 @@ pub(super) fn bounce_name(kind: &str) -> &'static str {
     }
 }
 
-pub(super) fn bounces(data: &Data, query: &[(String, String)], cutoff: DateTime<Utc>) -> Response {
+pub(super) fn bounces(data: &Data, query: &[(String, String)], span: Span) -> Response {
     let Search { count, offset, from, to } = match search(query, 1000) {
         Ok(s) => s,
         Err(r) => return r,
@@ -22,7 +22,7 @@ pub(super) fn bounces(data: &Data, query: &[(String, String)], cutoff: DateTime<
     if !stream_exists(data, &stream) {
         return unknown_stream();
     }
-    let matching: Vec<_> = in_range(&data.bounces, |b| b.bounced_at, from, to, cutoff)
+    let matching: Vec<_> = in_range(&data.bounces, |b| b.bounced_at, from, to, span)
         .iter()
         .filter(|b| b.stream.eq_ignore_ascii_case(&stream))
         .collect();
@@ -36,7 +36,7 @@ pub(super) fn bounces(data: &Data, query: &[(String, String)], cutoff: DateTime<
                 "MessageID": b.message_id, "ServerID": 118822, "MessageStream": b.stream,
                 "Description": "The server was unable to deliver your message.", "Details": "smtp;550 5.1.1 user unknown",
                 "Email": b.email, "From": "orders@shop.example", "BouncedAt": postmark_timestamp(b.bounced_at),
-                "DumpAvailable": dump_available(b), "Inactive": b.inactive, "CanActivate": b.kind != "SpamComplaint", "Subject": "Your receipt"
+                "DumpAvailable": dump_available(b, span.now), "Inactive": b.inactive, "CanActivate": b.kind != "SpamComplaint", "Subject": "Your receipt"
             });
             if let Some(t) = &b.tag {
                 v["Tag"] = json!(t);
@@ -48,17 +48,17 @@ pub(super) fn bounces(data: &Data, query: &[(String, String)], cutoff: DateTime<
 }
 
 /// Postmark keeps a bounce's raw source for 30 days (the reference's retention table).
-pub(super) fn dump_available(b: &crate::Bounce) -> bool {
-    b.bounced_at >= Utc::now() - ChronoDuration::days(30)
+pub(super) fn dump_available(b: &crate::Bounce, now: DateTime<Utc>) -> bool {
+    b.bounced_at >= now - ChronoDuration::days(30)
 }
 
-pub(super) fn bounce_dump(data: &Data, id: &str, cutoff: DateTime<Utc>) -> Response {
+pub(super) fn bounce_dump(data: &Data, id: &str, span: Span) -> Response {
     let found = id
         .parse::<i64>()
         .ok()
-        .and_then(|id| data.bounces.iter().find(|b| b.id == id && b.bounced_at >= cutoff));
+        .and_then(|id| data.bounces.iter().find(|b| b.id == id && b.bounced_at >= span.cutoff));
     match found {
-        Some(b) if dump_available(b) => json_response(
+        Some(b) if dump_available(b, span.now) => json_response(
             json!({"Body": format!("Received: from mx1.example.net\r\nTo: {}\r\nSubject: Undelivered Mail (bounce {})\r\n\r\n550 5.1.1 user unknown", b.email, b.id)}).to_string(),
         ),
         _ => api_error(StatusCode::UNPROCESSABLE_ENTITY, 1001, "The bounce was not found or its dump is no longer available."),
@@ -80,8 +80,8 @@ pub(super) fn inbound_rules(server: &Server, query: &[(String, String)]) -> Resp
     json_response(json!({"TotalCount": all.len(), "InboundRules": page}).to_string())
 }
 
-pub(super) fn delivery_stats(data: &Data, cutoff: DateTime<Utc>) -> Response {
-    let visible: Vec<_> = data.bounces.iter().filter(|b| b.bounced_at >= cutoff).collect();
+pub(super) fn delivery_stats(data: &Data, span: Span) -> Response {
+    let visible: Vec<_> = data.bounces.iter().filter(|b| b.bounced_at >= span.cutoff).collect();
     let mut by_type: BTreeMap<&str, i64> = BTreeMap::new();
     for b in &visible {
         *by_type.entry(b.kind.as_str()).or_default() += 1;
@@ -92,7 +92,7 @@ pub(super) fn delivery_stats(data: &Data, cutoff: DateTime<Utc>) -> Response {
     json_response(json!({"InactiveMails": inactive.len(), "Bounces": items}).to_string())
 }
 
-pub(super) fn suppressions(data: &Data, stream: &str, cutoff: DateTime<Utc>) -> Response {
+pub(super) fn suppressions(data: &Data, stream: &str, span: Span) -> Response {
     if !stream_exists(data, stream) {
         return unknown_stream();
     }
@@ -101,7 +101,7 @@ pub(super) fn suppressions(data: &Data, stream: &str, cutoff: DateTime<Utc>) -> 
         .bounces
         .iter()
         .rev()
-        .filter(|b| b.stream.eq_ignore_ascii_case(stream) && b.inactive && b.bounced_at >= cutoff)
+        .filter(|b| b.stream.eq_ignore_ascii_case(stream) && b.inactive && b.bounced_at >= span.cutoff)
     {
         seen.entry(b.email.clone()).or_insert_with(|| {
             json!({"EmailAddress": b.email, "SuppressionReason": if b.kind == "SpamComplaint" { "SpamComplaint" } else { "HardBounce" },
@@ -111,13 +111,13 @@ pub(super) fn suppressions(data: &Data, stream: &str, cutoff: DateTime<Utc>) -> 
     json_response(json!({"Suppressions": seen.into_values().collect::<Vec<_>>()}).to_string())
 }
 
-pub(super) fn inbound(data: &Data, query: &[(String, String)], cutoff: DateTime<Utc>) -> Response {
+pub(super) fn inbound(data: &Data, query: &[(String, String)], span: Span) -> Response {
     let Search { count, offset, from, to } = match search(query, 700) {
         Ok(s) => s,
         Err(r) => return r,
     };
     let status = get(query, "status").unwrap_or("processed");
-    let matching: Vec<_> = in_range(&data.inbound, |i| i.received_at, from, to, cutoff)
+    let matching: Vec<_> = in_range(&data.inbound, |i| i.received_at, from, to, span)
         .iter()
         .filter(|i| i.status.eq_ignore_ascii_case(status))
         .collect();
