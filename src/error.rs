@@ -30,6 +30,10 @@ pub enum Error {
     Stdout(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("interrupted by {signal}: everything read before it is committed, state included; the next run continues from there")]
+    Interrupted { signal: &'static str },
+    #[error("interrupted twice ({signal}, then again): stopped at once; everything committed stays, the next run continues from there")]
+    InterruptedAtOnce { signal: &'static str },
 }
 
 /// Classes of failure, each with its own documented exit code.
@@ -53,6 +57,8 @@ pub enum ErrorKind {
     Locked,
     /// A bug or an environment problem.
     Internal,
+    /// SIGTERM or SIGINT stopped the run (after committing what was complete).
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -68,6 +74,7 @@ impl ErrorKind {
             ErrorKind::Locked => 8,
             ErrorKind::Input => 9,
             ErrorKind::Data => 10,
+            ErrorKind::Interrupted => 130,
         }
     }
 }
@@ -101,6 +108,7 @@ impl Error {
             Error::Sync(_) => ErrorKind::Api,
             Error::Sink(e) => sink_kind(e),
             Error::Schema(_) | Error::Runtime(_) => ErrorKind::Internal,
+            Error::Interrupted { .. } | Error::InterruptedAtOnce { .. } => ErrorKind::Interrupted,
             Error::Stdout(_) => ErrorKind::Destination,
             Error::Serve(crate::webhooks::server::ServeError::Listen { .. }) => ErrorKind::Config,
             Error::Serve(crate::webhooks::server::ServeError::Sink(e)) => sink_kind(e),

@@ -18,6 +18,7 @@ pub mod error;
 pub mod report;
 pub mod schema;
 pub mod secret;
+pub mod signals;
 pub mod sinks;
 pub mod state;
 pub mod streams;

@@ -29,7 +29,19 @@ fn main() -> ExitCode {
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Runtime);
-    let result = runtime.and_then(|rt| rt.block_on(app::run(cli)));
+    let result = runtime.and_then(|rt| {
+        let result = rt.block_on(async {
+            postmark_elt::signals::install();
+            // A second SIGTERM/SIGINT ends the run where it is (commits are atomic).
+            tokio::select! {
+                result = app::run(cli) => result,
+                signal = postmark_elt::signals::second() => Err(Error::InterruptedAtOnce { signal }),
+            }
+        });
+        // Work still running after a second signal is not waited for.
+        rt.shutdown_background();
+        result
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -17,7 +17,11 @@ pub(super) async fn run(args: SyncArgs) -> Result<(), Error> {
     let result = run_sync(&args, now, started, &mut reports, &mut stats).await;
     if let Some(path) = &args.summary_json {
         let summary = json!({
-            "status": if result.is_ok() { "ok" } else { "failed" },
+            "status": match &result {
+                Ok(()) => "ok",
+                Err(e) if e.kind() == crate::error::ErrorKind::Interrupted => "interrupted",
+                Err(_) => "failed",
+            },
             "exit_code": result.as_ref().err().map_or(0, |e| e.kind().exit_code()),
             "error": result.as_ref().err().map(|e| e.to_string()),
             "started_at": now.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -120,10 +124,13 @@ async fn run_sync(
     // Streams run side by side, sharing the client's request limit, so that one stream's
     // sequential steps (listing, probing windows) overlap another's pages. After a failure no
     // further stream starts; those running finish, and the first failure is reported.
+    // On SIGTERM/SIGINT the streams being read stop where they are (what they committed
+    // stays: every complete window, with its bookmark) and no further stream starts.
     let failed = std::sync::atomic::AtomicBool::new(false);
+    let interrupted: std::sync::Mutex<Option<&'static str>> = Default::default();
     let outcomes: Vec<_> = futures::stream::iter(selected)
         .map(|def| {
-            let (extractor, current, failed) = (&extractor, &current, &failed);
+            let (extractor, current, failed, interrupted) = (&extractor, &current, &failed, &interrupted);
             async move {
                 if failed.load(Ordering::Relaxed) {
                     return None;
@@ -131,12 +138,20 @@ async fn run_sync(
                 if let Ok(mut c) = current.lock() {
                     c.push(def.name);
                 }
-                let outcome = extractor.sync_stream(def).await;
+                let outcome = tokio::select! {
+                    outcome = extractor.sync_stream(def) => Some(outcome),
+                    signal = crate::signals::first() => {
+                        if let Ok(mut i) = interrupted.lock() {
+                            i.get_or_insert(signal);
+                        }
+                        None
+                    }
+                };
                 if let Ok(mut c) = current.lock() {
                     c.retain(|n| *n != def.name);
                 }
-                failed.fetch_or(outcome.is_err(), Ordering::Relaxed);
-                Some(outcome)
+                failed.fetch_or(outcome.as_ref().is_none_or(Result::is_err), Ordering::Relaxed);
+                outcome
             }
         })
         .buffered(config.max_concurrency.clamp(1, STREAMS_AT_ONCE))
@@ -162,9 +177,11 @@ async fn run_sync(
         clock_offset_seconds: client.clock.offset().map(|o| o.num_milliseconds() as f64 / 1000.0),
     };
     sink_result?;
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
+    let interrupted = interrupted.lock().ok().and_then(|i| *i);
+    match (failure, interrupted) {
+        (Some(e), _) => Err(e.into()),
+        (None, Some(signal)) => Err(Error::Interrupted { signal }),
+        (None, None) => Ok(()),
     }
 }
 

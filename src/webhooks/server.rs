@@ -108,33 +108,10 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C. The handlers are registered when this is called, so a signal
-/// sent right after startup is not lost.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let ctrl_c = tokio::signal::ctrl_c();
-    async move {
-        #[cfg(unix)]
-        let term = async {
-            match terminate.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        let ctrl_c = async {
-            ctrl_c.await.ok();
-        };
-        tokio::select! {
-            () = ctrl_c => {},
-            () = term => {},
-        }
-        tracing::info!("Stopping: finishing the requests in flight.");
-    }
+/// Resolves on the first SIGTERM or Ctrl-C (see [`crate::signals`]).
+async fn shutdown_signal() {
+    let signal = crate::signals::first().await;
+    tracing::info!(signal, "Stopping: finishing the requests in flight.");
 }
 
 /// Runs until SIGTERM or Ctrl-C.
