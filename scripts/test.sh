@@ -22,4 +22,7 @@ if [ -n "$missing" ]; then
   $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 
+# Python tools the tests run as users would (pyarrow), in a venv outside the clone.
+bash scripts/python-tools.sh >/dev/null
+
 exec cargo test --workspace --no-fail-fast "$@"

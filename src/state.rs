@@ -19,6 +19,10 @@ pub enum StateError {
         "state file {path} is not a postmark-elt state ({source}); fix it, or remove --state to use the state stored with the destination (see state.example.json)"
     )]
     Parse { path: PathBuf, source: serde_json::Error },
+    #[error(
+        "state file {path} holds {found}, not a postmark-elt state; pass a file like state.example.json (`{{\"bookmarks\": ...}}`), a runner's `{{\"singer_state\": ...}}` or `{{\"completed\": {{\"singer_state\": ...}}}}`, a Singer STATE message, or `{{}}` for a first run"
+    )]
+    Shape { path: PathBuf, found: String },
     #[error("stored state is corrupt ({0}); delete it to start again from start_date")]
     Stored(serde_json::Error),
     #[error("state version {found} is newer than this postmark-elt understands ({STATE_VERSION}); upgrade postmark-elt")]
@@ -100,10 +104,16 @@ impl State {
         if text.trim().is_empty() {
             return Ok(State::default());
         }
-        let state: State = serde_json::from_str(&text).map_err(|source| StateError::Parse {
+        let parse_error = |source| StateError::Parse {
             path: path.to_path_buf(),
             source,
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(parse_error)?;
+        let inner = unwrap_runner_state(&value).ok_or_else(|| StateError::Shape {
+            path: path.to_path_buf(),
+            found: describe(&value),
         })?;
+        let state: State = serde_json::from_value(inner.clone()).map_err(parse_error)?;
         state.check_version()
     }
 
@@ -112,6 +122,35 @@ impl State {
             return Err(StateError::Version { found: self.version });
         }
         Ok(self)
+    }
+}
+
+/// The state inside what runners store: our own `{"bookmarks": ...}` (Singer's
+/// `currently_syncing` beside it is fine), `{}` for a first run, Meltano's `singer_state` and
+/// `completed.singer_state` wrappers, or a Singer STATE message (`{"type": "STATE", "value": ...}`).
+/// Anything else (a list, an unrelated object) is `None`: restarting from `start_date` because
+/// of a wrong file would reload everything silently.
+fn unwrap_runner_state(value: &serde_json::Value) -> Option<&serde_json::Value> {
+    let object = value.as_object()?;
+    let ours = object.get("bookmarks").is_some_and(serde_json::Value::is_object) || object.get("version").is_some_and(serde_json::Value::is_u64);
+    if object.is_empty() || ours {
+        return Some(value);
+    }
+    if object.get("type").and_then(serde_json::Value::as_str) == Some("STATE") {
+        return object.get("value").and_then(unwrap_runner_state);
+    }
+    let wrapped = object
+        .get("singer_state")
+        .or_else(|| object.get("completed").and_then(|c| c.get("singer_state")))?;
+    unwrap_runner_state(wrapped)
+}
+
+/// A short description of a JSON value for an error: its type, and an object's keys.
+fn describe(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(o) => format!("an object with keys {}", o.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+        serde_json::Value::Array(_) => "a JSON list".to_string(),
+        other => format!("the value {other}"),
     }
 }
 
@@ -133,6 +172,39 @@ mod rfc3339 {
 
 #[cfg(test)]
 mod tests {
+    /// Our state, the wrappers runners store it in, and a first run's `{}` load; a list, an
+    /// unrelated object or a wrapper around garbage are refused, naming what was found.
+    #[test]
+    fn state_files_in_runner_wrappers() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ours = r#"{"bookmarks": {"m": {"p": {"replication_key": "received_at", "replication_key_value": "2026-11-01T00:00:00Z"}}}}"#;
+        let load = |text: &str| {
+            let path = dir.path().join("state.json");
+            std::fs::write(&path, text).expect("write");
+            State::load_file(&path)
+        };
+        for text in [
+            ours.to_string(),
+            format!(r#"{{"singer_state": {ours}}}"#),
+            format!(r#"{{"completed": {{"singer_state": {ours}}}, "partial": {{}}}}"#),
+            format!(r#"{{"type": "STATE", "value": {ours}}}"#),
+        ] {
+            let state = load(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(state.bookmark("m", "p").is_some(), "{text}");
+        }
+        assert_eq!(load("{}").ok(), Some(State::default()));
+        for (text, named) in [
+            ("[]", "a JSON list"),
+            (r#"{"cursor": 5}"#, "`cursor`"),
+            (r#"{"singer_state": [1]}"#, "`singer_state`"),
+        ] {
+            match load(text) {
+                Err(e @ StateError::Shape { .. }) => assert!(e.to_string().contains(named), "{e}"),
+                other => panic!("{text} gave {other:?}"),
+            }
+        }
+    }
+
     use super::*;
 
     /// The example shipped in the repository parses and round-trips.

@@ -27,7 +27,10 @@ fn slow_env() -> Env {
 }
 
 fn signal(child: &std::process::Child, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
 }
 
@@ -36,7 +39,10 @@ fn committed_bookmark(db: &std::path::Path) -> Option<DateTime<Utc>> {
     let conn = duckdb::Connection::open(db).ok()?;
     let text: String = conn.query_row("SELECT state FROM _postmark_elt_state WHERE id = 1", [], |r| r.get(0)).ok()?;
     let state: Value = serde_json::from_str(&text).ok()?;
-    state["bookmarks"]["messages_outbound"]["outbound"]["replication_key_value"].as_str()?.parse().ok()
+    state["bookmarks"]["messages_outbound"]["outbound"]["replication_key_value"]
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 fn outbound_pages(env: &Env) -> usize {
@@ -89,8 +95,7 @@ fn a_signal_commits_what_is_complete_and_the_next_run_finishes() {
         }
         if let Some(b) = bookmark {
             let (_, _, ids) = duckdb_ids(&db);
-            let before: std::collections::HashSet<String> =
-                env.fake.visible_messages().into_iter().filter(|m| m.received_at <= b).map(|m| m.id).collect();
+            let before: std::collections::HashSet<String> = env.fake.visible_messages().into_iter().filter(|m| m.received_at <= b).map(|m| m.id).collect();
             assert!(before.is_subset(&ids), "SIG{name}: messages before the bookmark {b} are missing");
         }
         assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap_or_default()]));
@@ -126,7 +131,10 @@ fn a_second_signal_stops_at_once() {
 /// attempts), with exit 5 and a message that says so, not after the long retry budget.
 #[test]
 fn an_unreachable_host_fails_after_the_connect_budget() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
     let env = Env::new(Vec::new());
     let cfg = env.config(
         Utc::now() - ChronoDuration::days(1),

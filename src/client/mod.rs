@@ -408,7 +408,11 @@ mod tests {
     #[test]
     fn worst_case_of_the_defaults_is_documented() {
         let loaded = Config::from_map(
-            &[("server_token".to_string(), serde_json::json!("t")), ("start_date".to_string(), serde_json::json!("2026-01-01"))].into(),
+            &[
+                ("server_token".to_string(), serde_json::json!("t")),
+                ("start_date".to_string(), serde_json::json!("2026-01-01")),
+            ]
+            .into(),
             None,
             chrono::Utc::now(),
         );

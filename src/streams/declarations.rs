@@ -325,6 +325,8 @@ pub static STREAMS: &[StreamDef] = &[
         path: "/message-streams",
         records: Records::Under("MessageStreams"),
         primary_key: &["server_id", "id"],
+        // Without it Postmark leaves archived streams out, whose messages and stats still load.
+        params: &[("MessageStreamType", "All"), ("IncludeArchivedStreams", "true")],
         schema_json: schema_file!("message_streams"),
         description: "Message streams of the server (archived ones included), from GET /message-streams.",
         ..FULL_TABLE

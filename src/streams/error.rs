@@ -37,10 +37,16 @@ pub enum SyncError {
     #[error("stream `{stream}`, {at}: {total} records, more than Postmark's API can page (10,000); nothing of this stream was replaced")]
     TooManyRows { stream: &'static str, at: String, total: u64 },
     #[error(
-        "stream `{stream}`, {at}: the API reported {total} records but {seen} distinct ones arrived, \
-         {WINDOW_ATTEMPTS} times; nothing from this window was committed, run the sync again"
+        "stream `{stream}`, {at}: the window kept changing while it was read ({WINDOW_ATTEMPTS} attempts; \
+         TotalCount went from {first_total} to {last_total}, {seen} distinct records arrived); nothing from this window was committed, run the sync again"
     )]
-    Unstable { stream: &'static str, at: String, total: u64, seen: u64 },
+    Unstable {
+        stream: &'static str,
+        at: String,
+        first_total: u64,
+        last_total: u64,
+        seen: u64,
+    },
     #[error("message stream `{wanted}` from config `message_streams` is not on server {server} (it has: {available}); fix the list or remove it")]
     UnknownMessageStream { wanted: String, server: String, available: String },
     #[error("config `servers` names {wanted}, which the account does not have (it has: {available})")]

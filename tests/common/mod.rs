@@ -221,3 +221,26 @@ pub fn yesterday_messages(count: usize) -> Vec<fake_postmark::Message> {
 pub fn two_days_ago() -> chrono::DateTime<Utc> {
     Utc::now() - chrono::Duration::days(2)
 }
+
+/// The python of the venv with pyarrow that `scripts/python-tools.sh` installs (once).
+pub fn python_with_pyarrow() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/python-tools.sh");
+    let out = Command::new("bash").arg(&script).output().expect("run scripts/python-tools.sh");
+    assert!(
+        out.status.success(),
+        "pyarrow is needed (scripts/python-tools.sh installs it with pip): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Rows of a stream folder as pyarrow's dataset reader (hive partitions) counts them, as Spark
+/// and pandas users read it; `Err` with pyarrow's message when it cannot read the folder.
+pub fn pyarrow_rows(python: &Path, dir: &Path) -> Result<u64, String> {
+    let code = "import sys, pyarrow.dataset as ds; print(ds.dataset(sys.argv[1], format='parquet', partitioning='hive').count_rows())";
+    let out = Command::new(python).args(["-c", code]).arg(dir).output().expect("run python");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("{e}"))
+}

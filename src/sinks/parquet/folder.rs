@@ -28,15 +28,29 @@ pub(super) fn remove_leftovers(dir: &Path) {
         let path = entry.path();
         if path.is_dir() {
             remove_leftovers(&path);
-        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.starts_with("tmp-")) {
+        } else if is_temporary(&path) {
             let _ = fs::remove_file(&path);
         }
     }
 }
 
+/// The temporary name of a file being written: `.NAME.tmp-PID` beside it. The leading dot makes
+/// every folder reader skip it (pyarrow's dataset, Spark and Hive skip names starting with `.`
+/// or `_`; DuckDB's `*.parquet` glob does not match it), even while a crash leaves it behind.
+fn temporary_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// A temporary file a crash left: ours (`.NAME.tmp-PID`), or an earlier version's `NAME.tmp-PID`.
+fn is_temporary(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    name.contains(".tmp-") && (name.starts_with('.') || path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.starts_with("tmp-")))
+}
+
 /// Writes `bytes` to `path` through a temporary file, synced, then renamed.
 pub(super) fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> Result<(), SinkError>) -> Result<(), SinkError> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let tmp = temporary_name(path);
     let mut file = File::create(&tmp).map_err(io(&tmp))?;
     fill(&mut file)?;
     file.sync_all().map_err(io(&tmp))?;

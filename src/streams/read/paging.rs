@@ -7,7 +7,8 @@
 
 use std::collections::HashSet;
 
-use arrow::array::{RecordBatch, TimestampMicrosecondArray};
+use arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::compute::filter_record_batch;
 use arrow::row::OwnedRow;
 use chrono::{DateTime, Utc};
 use futures::future::{self, BoxFuture, FutureExt};
@@ -26,8 +27,35 @@ use crate::streams::window::{Leaf, LeafPlanner, PlanError, Window};
 pub enum WindowPart {
     /// Rows of the window being read, as its pages arrive (not yet known to be complete).
     Rows(RecordBatch),
-    /// Every row the window's TotalCount promised has arrived (in the `Rows` before this).
+    /// Every row the window's TotalCount promised has arrived (in the `Rows` before this);
+    /// `rows` counts those not already in the window before it (neighbours share a second).
     Complete { window: Window, rows: u64, splits: u64 },
+    /// The newest window (ending at the read's end) kept growing while it was read, every
+    /// attempt: its rows so far were handed on, but it is not complete; the read stops here.
+    Unsettled(Unsettled),
+}
+
+/// A window that kept growing while it was read: its TotalCount at the first and largest, and
+/// the distinct rows that arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsettled {
+    pub window: Window,
+    pub first_total: u64,
+    pub last_total: u64,
+    pub seen: u64,
+}
+
+impl Unsettled {
+    /// The error of a read that needs every window complete.
+    pub fn into_error(self, ctx: &Ctx<'_>) -> SyncError {
+        SyncError::Unstable {
+            stream: ctx.def.name,
+            at: ctx.at(Some(self.window)),
+            first_total: self.first_total,
+            last_total: self.last_total,
+            seen: self.seen,
+        }
+    }
 }
 
 /// One page of a leaf window, and where it sits in it.
@@ -64,10 +92,16 @@ pub async fn read_windows(
     // Failed reads of the window starting at this instant.
     let mut failures: (Option<DateTime<Utc>>, u32) = (None, 0);
     let mut next = Some(Window::covering(from, to));
+    // Keys of the last complete window: neighbours share their boundary second, and a row in
+    // it must reach the sink once in a run (a Singer target would see it twice).
+    let mut previous: HashSet<OwnedRow> = HashSet::new();
     while let Some(root) = next.take() {
         let mut pages = std::pin::pin!(leaf_pages(ex, ctx, root));
         let mut seen: HashSet<OwnedRow> = HashSet::new();
-        let mut stable = true;
+        // The largest TotalCount a page of this window reported, and whether one reported less
+        // than the first (rows left the window: shifted pages may then have skipped one).
+        let mut latest_total = 0;
+        let mut shrank = false;
         while let Some(leaf) = pages.next().await {
             let LeafPage {
                 window,
@@ -79,19 +113,32 @@ pub async fn read_windows(
             } = leaf?;
             if index == 0 {
                 seen.clear();
-                stable = true;
+                (latest_total, shrank) = (total, false);
             }
-            stable &= page.total.is_none_or(|t| t == total);
-            seen.extend(keys.rows(&page.batch).map_err(key_problem)?.iter().map(|r| r.owned()));
-            on(WindowPart::Rows(page.batch)).await?;
+            let page_total = page.total.unwrap_or(total);
+            latest_total = latest_total.max(page_total);
+            shrank |= page_total < total;
+            let page_keys: Vec<OwnedRow> = keys.rows(&page.batch).map_err(key_problem)?.iter().map(|r| r.owned()).collect();
+            let fresh: BooleanArray = page_keys.iter().map(|k| Some(!previous.contains(k))).collect();
+            seen.extend(page_keys);
+            let batch = if fresh.true_count() == fresh.len() {
+                page.batch
+            } else {
+                filter_record_batch(&page.batch, &fresh).map_err(|e| key_problem(e.to_string()))?
+            };
+            on(WindowPart::Rows(batch)).await?;
             if index + 1 < count {
                 continue;
             }
+            // Rows only arrive (late indexing, new mail): once as many distinct rows as the
+            // largest count arrived, every row of the window at that count has been seen.
             let distinct = seen.len() as u64;
-            if stable && distinct >= total {
+            if !shrank && distinct >= latest_total {
+                let repeated = seen.iter().filter(|k| previous.contains(*k)).count() as u64;
+                previous = std::mem::take(&mut seen);
                 on(WindowPart::Complete {
                     window,
-                    rows: distinct,
+                    rows: distinct - repeated,
                     splits,
                 })
                 .await?;
@@ -103,17 +150,24 @@ pub async fn read_windows(
                 stream = ctx.def.name,
                 at = %ctx.at(Some(window)),
                 total,
+                latest_total,
                 seen = distinct,
                 attempt,
-                "Pages disagree with TotalCount (data changed while paging); reading the window again."
+                "The window changed while it was read; reading it again."
             );
             if attempt >= WINDOW_ATTEMPTS {
-                return Err(SyncError::Unstable {
-                    stream: ctx.def.name,
-                    at: ctx.at(Some(window)),
-                    total,
+                let unsettled = Unsettled {
+                    window,
+                    first_total: total,
+                    last_total: latest_total,
                     seen: distinct,
-                });
+                };
+                // The newest window of a read that ends at Postmark's now (not at `end_date`)
+                // may still be filling (late indexing): the caller decides.
+                if window.to >= to && ex.config.end.is_none_or(|e| e > to) {
+                    return on(WindowPart::Unsettled(unsettled)).await;
+                }
+                return Err(unsettled.into_error(ctx));
             }
             // Probed again from its start: it may have grown past the limit and need a split.
             next = Some(Window::covering(window.from, root.to));
@@ -206,6 +260,7 @@ pub async fn windows_into(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: DateTime<Utc>
             splits += s;
             Ok(())
         }
+        WindowPart::Unsettled(u) => Err(u.into_error(ctx)),
     })
     .await?;
     Ok((rows, windows, splits))

@@ -107,7 +107,12 @@ pub async fn parent_ids(ex: &Extractor<'_>, ctx: &Ctx<'_>, rows: ParentRows, fro
     let mut ids = Vec::new();
     let mut seen = HashSet::new();
     read_windows(ex, &pctx, from, to, async |part| {
-        let WindowPart::Rows(b) = part else { return Ok(()) };
+        let b = match part {
+            WindowPart::Rows(b) => b,
+            WindowPart::Complete { .. } => return Ok(()),
+            // The child's bookmark moves to `to`: every parent row before it is needed.
+            WindowPart::Unsettled(u) => return Err(u.into_error(&pctx)),
+        };
         for id in ids_in(&b, rows)? {
             if seen.insert(id_text(&id)) {
                 ids.push(id);

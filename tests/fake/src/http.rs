@@ -47,6 +47,29 @@ pub(crate) fn parse_eastern(raw: &str, bound: Bound) -> Option<DateTime<Utc>> {
     Some(resolved.with_timezone(&Utc))
 }
 
+/// A date filter as the fake's [`DateReading`] reads it: the reference's reading
+/// ([`parse_eastern`]), or one of the other readings a connector must survive.
+pub(crate) fn read_date_filter(raw: &str, bound: Bound, reading: DateReading) -> Option<DateTime<Utc>> {
+    let bare_date = raw.len() == 10;
+    match reading {
+        DateReading::Eastern => parse_eastern(raw, bound),
+        DateReading::EasternWholeSecond => match bound {
+            Bound::To => parse_eastern(raw, bound).map(|t| t + ChronoDuration::nanoseconds(999_999_900)),
+            Bound::From => parse_eastern(raw, bound),
+        },
+        DateReading::FixedUtcMinus5 => {
+            let naive = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S")
+                .ok()
+                .or_else(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
+            Some(naive.and_utc() + ChronoDuration::hours(5))
+        }
+        DateReading::BareDateWholeDay if bare_date && matches!(bound, Bound::To) => {
+            parse_eastern(raw, bound).map(|t| t + ChronoDuration::days(1) - ChronoDuration::nanoseconds(100))
+        }
+        DateReading::BareDateWholeDay => parse_eastern(raw, bound),
+    }
+}
+
 pub(crate) fn query_map(req: &Request) -> Vec<(String, String)> {
     req.uri()
         .query()

@@ -74,7 +74,7 @@ pub(crate) struct Data {
 }
 
 impl Data {
-    fn sort(&mut self) {
+    pub(crate) fn sort(&mut self) {
         for list in self.messages.values_mut() {
             list.sort_by(|a, b| b.received_at.cmp(&a.received_at).then_with(|| b.id.cmp(&a.id)));
         }
@@ -113,6 +113,10 @@ struct Log {
 
 pub(crate) struct Shared {
     pub(crate) config: FakeConfig,
+    /// The generator of mail arriving while a sync pages (`config.arrivals_per_search`).
+    pub(crate) arrivals: Mutex<StdRng>,
+    /// Messages arriving before each outbound search answer (starts at the config's; tests change it).
+    pub(crate) arrivals_per_search: std::sync::atomic::AtomicUsize,
     /// The fake's clock minus the host's, in ms (starts at `config.clock_offset`; tests move it).
     clock_offset_ms: std::sync::atomic::AtomicI64,
     servers: Mutex<Vec<Arc<Server>>>,
@@ -144,6 +148,8 @@ impl Shared {
         Span {
             cutoff: now - ChronoDuration::days(self.config.retention_days),
             now,
+            reading: self.config.date_reading,
+            index_delay: self.config.index_delay,
         }
     }
 }
@@ -153,6 +159,10 @@ impl Shared {
 pub(crate) struct Span {
     pub(crate) cutoff: DateTime<Utc>,
     pub(crate) now: DateTime<Utc>,
+    /// How this fake reads date filters.
+    pub(crate) reading: DateReading,
+    /// Late indexing of outbound messages (zero: none).
+    pub(crate) index_delay: ChronoDuration,
 }
 
 /// A running fake server. Dropping it stops the server.
@@ -200,6 +210,8 @@ impl FakePostmark {
             data: Mutex::new(Data { streams, ..Data::default() }),
         });
         let shared = Arc::new(Shared {
+            arrivals: Mutex::new(rng(config.arrival_seed)),
+            arrivals_per_search: config.arrivals_per_search.into(),
             clock_offset_ms: config.clock_offset.num_milliseconds().into(),
             config,
             servers: Mutex::new(vec![first]),
@@ -254,6 +266,11 @@ impl FakePostmark {
     /// The fake's clock now (the host's moved by `FakeConfig::clock_offset`).
     pub fn now(&self) -> DateTime<Utc> {
         self.shared.now()
+    }
+
+    /// Sets how many messages arrive before each outbound search answer (0: none).
+    pub fn set_arrivals(&self, per_search: usize) {
+        self.shared.arrivals_per_search.store(per_search, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Moves the fake's clock forward by `by` (time passing between syncs, without waiting).
@@ -311,13 +328,19 @@ impl FakePostmark {
 
     /// What the API would return now (inside retention) from server `index`, for ground truth.
     pub fn visible(&self, index: usize) -> Visible {
-        let Span { cutoff, now } = self.shared.span();
+        let Span { cutoff, now, index_delay, .. } = self.shared.span();
         let server = self.server(index);
         let data = server.lock();
         let keep = |t: &DateTime<Utc>| *t >= cutoff && *t <= now;
         Visible {
             server_id: server.id,
-            messages: data.messages.values().flatten().filter(|m| keep(&m.received_at)).cloned().collect(),
+            messages: data
+                .messages
+                .values()
+                .flatten()
+                .filter(|m| keep(&m.received_at) && m.searchable_at(index_delay) <= now)
+                .cloned()
+                .collect(),
             opens: data.opens.iter().filter(|e| keep(&e.received_at)).cloned().collect(),
             clicks: data.clicks.iter().filter(|e| keep(&e.received_at)).cloned().collect(),
             bounces: data.bounces.iter().filter(|b| keep(&b.bounced_at)).cloned().collect(),

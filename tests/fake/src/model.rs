@@ -19,6 +19,22 @@ pub struct Message {
     pub rendered: std::sync::OnceLock<String>,
 }
 
+impl Message {
+    /// When the search index shows the message, with a late index of at most `max_delay`.
+    pub fn searchable_at(&self, max_delay: ChronoDuration) -> DateTime<Utc> {
+        let ms = max_delay.num_milliseconds();
+        if ms <= 0 {
+            return self.received_at;
+        }
+        // FNV-1a of the ID: a delay of its own, the same on every request.
+        let hash = self
+            .id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        self.received_at + ChronoDuration::milliseconds((hash % ms as u64) as i64)
+    }
+}
+
 /// An open (`is_click == false`) or a click event.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -105,6 +121,32 @@ pub struct FakeConfig {
     /// The fake's clock minus the host's: its data, its date filters and its `Date` header
     /// follow the fake's clock (a host clock that drifted is the other side of it).
     pub clock_offset: ChronoDuration,
+    /// How `fromdate`/`todate` are read (the reference's reading, or another one).
+    pub date_reading: DateReading,
+    /// Late indexing: an outbound message shows in search up to this long after its
+    /// `ReceivedAt` (each message its own delay, from its ID).
+    pub index_delay: ChronoDuration,
+    /// New mail arriving while a sync pages: before each outbound search answer, this many
+    /// messages are added to the stream asked for, received up to `index_delay` (or a minute)
+    /// before the fake's now, so they land at the top of newest-first pages.
+    pub arrivals_per_search: usize,
+    /// Seed of the arriving mail.
+    pub arrival_seed: u64,
+}
+
+/// Readings of the search endpoints' `fromdate`/`todate` that Postmark might use: the
+/// reference's, and others it does not rule out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DateReading {
+    /// America/New_York wall-clock time with daylight saving, to the second (the reference).
+    #[default]
+    Eastern,
+    /// As `Eastern`, but `todate` covers its whole second (records carry fractions).
+    EasternWholeSecond,
+    /// A fixed UTC-5 offset all year (no daylight saving).
+    FixedUtcMinus5,
+    /// As `Eastern`, but a bare-date `todate` means the end of that day.
+    BareDateWholeDay,
 }
 
 impl Default for FakeConfig {
@@ -118,6 +160,10 @@ impl Default for FakeConfig {
             event_date_filters: true,
             gzip: true,
             clock_offset: ChronoDuration::zero(),
+            date_reading: DateReading::Eastern,
+            index_delay: ChronoDuration::zero(),
+            arrivals_per_search: 0,
+            arrival_seed: 0,
         }
     }
 }

@@ -67,7 +67,7 @@ pub(super) fn outbound_item(m: &Message) -> OutboundItem<'_> {
 }
 
 pub(super) fn outbound_messages(data: &Data, query: &[(String, String)], span: Span) -> Response {
-    let Search { count, offset, from, to } = match search(query, 700) {
+    let Search { count, offset, from, to } = match search(query, 700, span.reading) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -77,7 +77,13 @@ pub(super) fn outbound_messages(data: &Data, query: &[(String, String)], span: S
     }
     let empty = Vec::new();
     let all = data.messages.get(&stream).unwrap_or(&empty);
-    let matching = in_range(all, |m| m.received_at, from, to, span);
+    let in_window = in_range(all, |m| m.received_at, from, to, span);
+    // Late indexing: a message received inside the window may not be searchable yet.
+    let matching: Vec<&Message> = if span.index_delay > ChronoDuration::zero() {
+        in_window.iter().filter(|m| m.searchable_at(span.index_delay) <= span.now).collect()
+    } else {
+        in_window.iter().collect()
+    };
     let items: Vec<&str> = matching
         .iter()
         .skip(offset as usize)
@@ -123,7 +129,7 @@ pub(super) fn events_list(all: &[Event], query: &[(String, String)], span: Span,
         Err(r) => return r,
     };
     let (from, to) = if date_filters {
-        match date_range(query, 700) {
+        match date_range(query, 700, span.reading) {
             Ok(r) => r,
             Err(r) => return r,
         }

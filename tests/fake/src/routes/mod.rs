@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 mod messages;
 mod tables;
 
-use crate::{Bound, Data, Event, MAX_COUNT, MAX_REACH, Message, Server, Shared, Span, api_error, get, json_response, parse_eastern, postmark_timestamp, stats};
+use crate::{
+    Bound, Data, DateReading, Event, MAX_COUNT, MAX_REACH, Message, Server, Shared, Span, api_error, get, json_response, postmark_timestamp, read_date_filter,
+    stats,
+};
 use messages::*;
 use tables::*;
 
@@ -49,7 +52,10 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
         ["server"] => json_response(server_json(&server, true).to_string()),
         ["message-streams"] => message_streams(&data, query),
         ["message-streams", id, "suppressions", "dump"] => suppressions(&data, id, span),
-        ["messages", "outbound"] => outbound_messages(&data, query, span),
+        ["messages", "outbound"] => {
+            arrive(shared, &mut data, query, span);
+            outbound_messages(&data, query, span)
+        }
         ["messages", "outbound", "opens"] => events_list(&data.opens, query, span, "Opens", shared.config.event_date_filters),
         ["messages", "outbound", "clicks"] => events_list(&data.clicks, query, span, "Clicks", shared.config.event_date_filters),
         ["messages", "outbound", "opens", id] => events_of_message(&data.opens, id, query, span, "Opens"),
@@ -82,6 +88,21 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
         ["stats", "outbound", rest @ ..] => stats::respond(&data, &rest.join("/"), query, span.now),
         _ => api_error(StatusCode::NOT_FOUND, 0, "Not found (the fake does not serve this path)."),
     }
+}
+
+/// New mail arriving between two pages of a sync (`FakeConfig::arrivals_per_search`).
+fn arrive(shared: &Shared, data: &mut Data, query: &[(String, String)], span: Span) {
+    let count = shared.arrivals_per_search.load(std::sync::atomic::Ordering::Relaxed);
+    if count == 0 {
+        return;
+    }
+    let stream = get(query, "messagestream").unwrap_or("outbound").to_ascii_lowercase();
+    let mut rng = shared.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+    let back = shared.config.index_delay.max(ChronoDuration::minutes(1));
+    let seed: u64 = rand::RngExt::random(&mut *rng);
+    let new = crate::generate::between(seed, &stream, span.now - back, span.now, count);
+    data.messages.entry(stream).or_default().extend(new);
+    data.sort();
 }
 
 fn server_json(server: &Server, with_tokens: bool) -> Value {
@@ -183,11 +204,11 @@ type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// `fromdate`/`todate` of a request, read as the reference says.
 #[allow(clippy::result_large_err)]
-fn date_range(query: &[(String, String)], error_code: i64) -> Result<Bounds, Response> {
+fn date_range(query: &[(String, String)], error_code: i64, reading: DateReading) -> Result<Bounds, Response> {
     let mut out = (None, None);
     for (name, bound) in [("fromdate", Bound::From), ("todate", Bound::To)] {
         if let Some(raw) = get(query, name) {
-            let t = parse_eastern(raw, bound).ok_or_else(|| {
+            let t = read_date_filter(raw, bound, reading).ok_or_else(|| {
                 api_error(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     error_code,
@@ -212,9 +233,9 @@ struct Search {
 }
 
 #[allow(clippy::result_large_err)]
-fn search(query: &[(String, String)], error_code: i64) -> Result<Search, Response> {
+fn search(query: &[(String, String)], error_code: i64, reading: DateReading) -> Result<Search, Response> {
     let (count, offset) = paging(query, error_code)?;
-    let (from, to) = date_range(query, error_code)?;
+    let (from, to) = date_range(query, error_code, reading)?;
     Ok(Search { count, offset, from, to })
 }
 

@@ -14,7 +14,7 @@ pub(super) fn bounce_name(kind: &str) -> &'static str {
 }
 
 pub(super) fn bounces(data: &Data, query: &[(String, String)], span: Span) -> Response {
-    let Search { count, offset, from, to } = match search(query, 1000) {
+    let Search { count, offset, from, to } = match search(query, 1000, span.reading) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -112,7 +112,7 @@ pub(super) fn suppressions(data: &Data, stream: &str, span: Span) -> Response {
 }
 
 pub(super) fn inbound(data: &Data, query: &[(String, String)], span: Span) -> Response {
-    let Search { count, offset, from, to } = match search(query, 700) {
+    let Search { count, offset, from, to } = match search(query, 700, span.reading) {
         Ok(s) => s,
         Err(r) => return r,
     };

@@ -1,0 +1,128 @@
+//! Smaller holes that independent checks found: records repeated on a shared window second,
+//! archived message streams left out, state files in runners' wrappers.
+
+mod common;
+
+use std::collections::HashSet;
+
+use chrono::{Duration, Utc};
+use common::*;
+use fake_postmark::{DateReading, FakeConfig, MessageStream, default_streams, generate};
+use serde_json::{Value, json};
+
+/// Singer output holds each record once within a run, even where neighbouring windows share
+/// their boundary second and the API reads `todate` as covering that whole second.
+#[test]
+fn singer_never_repeats_a_record_within_a_run() {
+    let config = FakeConfig {
+        date_reading: DateReading::EasternWholeSecond,
+        ..FakeConfig::default()
+    };
+    // 24,000 messages in two hours: windows are split, and every boundary second holds mail.
+    let from = Utc::now() - Duration::hours(30);
+    let env = Env::with_config(config, generate::between(31, "outbound", from, from + Duration::hours(2), 24_000));
+    let cfg = env.config(from - Duration::hours(1), json!({"message_streams": ["outbound"]}));
+    let out = env.run(&[
+        "sync",
+        "--config",
+        cfg.to_str().unwrap_or_default(),
+        "--streams",
+        "messages_outbound",
+        "--dest",
+        "singer",
+    ]);
+    assert_ok(&out);
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["type"] == "RECORD")
+        .filter_map(|l| l["record"]["message_id"].as_str().map(str::to_string))
+        .collect();
+    let unique: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), unique.len(), "records repeated within one run");
+    assert_same(&unique, &env.truth(), "singer records");
+    let splits = env.fake.requests().iter().filter(|r| r.path == "/messages/outbound").count();
+    assert!(splits > 50, "the windows were not split ({splits} requests)");
+}
+
+/// Archived message streams have rows in `message_streams`, as their messages and stats do.
+#[test]
+fn message_streams_lists_archived_ones() {
+    let mut streams = default_streams();
+    streams.push(MessageStream {
+        id: "spring-2026".into(),
+        kind: "Broadcasts".into(),
+        name: "Spring campaign".into(),
+        archived: true,
+    });
+    let env = common::Env {
+        dir: tempfile::tempdir().expect("dir"),
+        fake: fake_postmark::FakePostmark::start(FakeConfig::default(), streams, Vec::new()),
+    };
+    let cfg = env.config(Utc::now() - Duration::days(1), json!({}));
+    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap_or_default(), "--streams", "message_streams"]));
+    let ids = rows(&env.path("postmark.duckdb"), "SELECT id FROM message_streams");
+    assert!(ids.contains("spring-2026"), "{ids:?}");
+    assert_eq!(ids.len(), 4);
+}
+
+/// A `--state` file that is not a state (a list, an unrelated object) stops the run with exit 9
+/// instead of a silent restart from `start_date`; a Meltano wrapper is read.
+#[test]
+fn state_files_are_unwrapped_or_refused() {
+    let env = Env::new(yesterday_messages(50));
+    let cfg = env.config(two_days_ago(), json!({}));
+    let run = |state: &str| {
+        std::fs::write(env.path("state.json"), state).expect("write state");
+        env.run(&[
+            "sync",
+            "--config",
+            cfg.to_str().unwrap_or_default(),
+            "--streams",
+            "messages_outbound",
+            "--state",
+            "state.json",
+        ])
+    };
+    for bad in ["[]", r#"{"last_run": "2026-11-30"}"#] {
+        let out = run(bad);
+        assert_eq!(out.status.code(), Some(9), "{bad}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a postmark-elt state"), "{}", text(&out));
+    }
+    let later = (Utc::now() + Duration::minutes(1)).to_rfc3339();
+    let wrapped = format!(
+        r#"{{"singer_state": {{"bookmarks": {{"messages_outbound": {{"outbound": {{"replication_key": "received_at", "replication_key_value": "{later}"}}}}}}}}}}"#
+    );
+    env.fake.clear_requests();
+    assert_ok(&run(&wrapped));
+    // The wrapped bookmark is after every message: only the overlap is read, nothing loads.
+    assert_eq!(scalar(&env.path("postmark.duckdb"), "SELECT count(*) FROM messages_outbound"), 0);
+}
+
+/// A busy server whose newest window keeps growing while it is read (mail becoming searchable
+/// minutes late, arriving between pages) does not fail the run: what is complete is committed,
+/// the growing head is read again next run, and in the end every message is loaded once.
+#[test]
+fn a_growing_newest_window_does_not_fail_the_run() {
+    let config = FakeConfig {
+        index_delay: Duration::minutes(5),
+        arrivals_per_search: 12,
+        arrival_seed: 3,
+        ..FakeConfig::default()
+    };
+    let now = Utc::now();
+    let env = Env::with_config(config, generate::between(32, "outbound", now - Duration::hours(20), now, 8_000));
+    let cfg = env.config(now - Duration::days(1), json!({"message_streams": ["outbound"], "settle_seconds": 60}));
+    let run = || env.run(&["sync", "--config", cfg.to_str().unwrap_or_default(), "--streams", "messages_outbound"]);
+    for _ in 0..3 {
+        assert_ok(&run());
+        env.fake.advance_clock(Duration::minutes(2));
+    }
+    // Mail stops arriving; once every message is searchable, one more run completes the data.
+    env.fake.set_arrivals(0);
+    env.fake.advance_clock(Duration::minutes(10));
+    assert_ok(&run());
+    let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
+    assert_eq!(rows, distinct, "duplicates");
+    assert_same(&ids, &env.truth(), "after the head settled");
+}
