@@ -126,3 +126,38 @@ fn a_growing_newest_window_does_not_fail_the_run() {
     assert_eq!(rows, distinct, "duplicates");
     assert_same(&ids, &env.truth(), "after the head settled");
 }
+
+/// Reshaped answers treat a wrong type like decoded ones: a stats counter that is a string, or a
+/// message's details without their events list, stop the run with exit 10 naming the stream,
+/// the field and the request, and what other streams committed stays.
+#[test]
+fn reshaped_answers_refuse_wrong_types() {
+    let env = Env::new(yesterday_messages(40));
+    let cfg = env.config(two_days_ago(), json!({"message_streams": ["outbound"]}));
+    let yesterday = (Utc::now() - Duration::days(1)).with_timezone(&chrono_tz::America::New_York).date_naive();
+    let cases = [
+        (
+            "stats_outbound_bounces",
+            "/stats/outbound/bounces",
+            format!(r#"{{"Days": [{{"Date": "{yesterday}", "HardBounce": "2"}}]}}"#),
+            "`Days[].HardBounce`",
+        ),
+        ("stats_outbound_overview", "/stats/outbound?", "[]".to_string(), "not an object"),
+        ("message_events", "/details", r#"{"MessageID": "x"}"#.to_string(), "no `MessageEvents` list"),
+    ];
+    for (stream, matcher, body, named) in cases {
+        env.fake.push_faults(matcher, [fake_postmark::Fault::Body(body)]);
+        let out = env.run(&[
+            "sync",
+            "--config",
+            cfg.to_str().unwrap_or_default(),
+            "--streams",
+            &format!("messages_outbound,{stream}"),
+        ]);
+        assert_eq!(out.status.code(), Some(10), "{stream}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.contains(stream) && last.contains(named), "{stream}: {last}");
+        assert_eq!(scalar(&env.path("postmark.duckdb"), "SELECT count(*) FROM messages_outbound"), 40, "{stream}");
+    }
+}

@@ -8,7 +8,6 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value, json};
 
 use crate::client::{BodyError, ClientError};
-use crate::schema::{FieldType, StreamSchema};
 use crate::streams::StatsShape;
 use crate::streams::context::Ctx;
 use crate::streams::error::SyncError;
@@ -39,49 +38,32 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, shape: StatsShape) -> Resul
         return Ok(report);
     }
     let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+    let data_error = |message: String| SyncError::Request {
+        stream: ctx.def.name,
+        at: ctx.at(None),
+        source: ClientError::Data {
+            request: format!("GET {}", ctx.path(None)),
+            message,
+        },
+    };
     let records: Vec<Value> = match shape {
         StatsShape::OverviewPerDay => {
-            let per_day: Vec<Value> = stream::iter(days.iter())
+            stream::iter(days.iter())
                 .map(|day| async move {
                     let body = stats_request(ex, ctx, *day, *day).await?;
-                    let mut record = match body {
-                        Value::Object(m) => m,
-                        _ => Map::new(),
-                    };
-                    record.insert("Date".to_string(), Value::String(day.format("%Y-%m-%d").to_string()));
-                    Ok::<_, SyncError>(Value::Object(record))
+                    overview_record(body, *day).map_err(data_error)
                 })
                 .buffered(ex.config.max_concurrency)
                 .try_collect()
-                .await?;
-            let schema = ctx.def.schema()?;
-            per_day.into_iter().map(|r| zero_fill(r, &schema)).collect()
+                .await?
         }
         StatsShape::Daily(keys) => {
             let body = stats_request(ex, ctx, from, to).await?;
-            let by_day = days_by_date(&body);
-            days.iter()
-                .map(|d| {
-                    let entry = by_day.get(&d.to_string());
-                    let mut record = Map::new();
-                    record.insert("Date".to_string(), json!(d.to_string()));
-                    for k in keys {
-                        let v = entry.and_then(|e| e.get(*k)).and_then(Value::as_i64).unwrap_or(0);
-                        record.insert((*k).to_string(), json!(v));
-                    }
-                    Value::Object(record)
-                })
-                .collect()
+            daily_records(&body, keys, &days).map_err(data_error)?
         }
         StatsShape::LongByName => {
             let body = stats_request(ex, ctx, from, to).await?;
-            let mut out = Vec::new();
-            for (date, entry) in days_by_date(&body) {
-                for (name, count) in entry.iter().filter(|(k, _)| k.as_str() != "Date") {
-                    out.push(json!({"Date": date, "Name": name, "Count": count.as_i64().unwrap_or(0)}));
-                }
-            }
-            out
+            long_records(&body).map_err(data_error)?
         }
     };
     let batch = ctx.decoder.decode_values(&records, &ctx.scope).map_err(|e| SyncError::Request {
@@ -111,29 +93,118 @@ async fn stats_request(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: NaiveDate, to: N
     .await
 }
 
-/// `Days` entries of a stats response, by date.
-fn days_by_date(body: &Value) -> BTreeMap<String, Map<String, Value>> {
-    body.get("Days")
-        .and_then(Value::as_array)
-        .map(|days| {
-            days.iter()
-                .filter_map(|d| {
-                    let m = d.as_object()?;
-                    let date = m.get("Date")?.as_str()?.get(..10)?.to_string();
-                    Some((date, m.clone()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// The overview of one day as a record: the body must be an object. A counter it lacks stays
+/// missing (null, or an error for the schema's required ones): the reference says only `Days`
+/// entries omit zeros, so a missing overview counter is not known to be 0.
+fn overview_record(body: Value, day: NaiveDate) -> Result<Value, String> {
+    let Value::Object(mut record) = body else {
+        return Err(format!("the overview of {day} is {}, not an object", kind_of(&body)));
+    };
+    record.insert("Date".to_string(), Value::String(day.format("%Y-%m-%d").to_string()));
+    Ok(Value::Object(record))
 }
 
-/// Missing counters are zero: the stats API omits zero values.
-fn zero_fill(record: Value, schema: &StreamSchema) -> Value {
-    let Value::Object(mut m) = record else { return record };
-    for f in &schema.fields {
-        if let (Some(src), FieldType::Integer | FieldType::Number) = (&f.source, &f.ty) {
-            m.entry(src.clone()).or_insert(json!(0));
+/// One record per day with every key: the reference says `Days` leaves out empty days and a
+/// day leaves out zero keys, so those are 0; a value that is there must be an integer.
+fn daily_records(body: &Value, keys: &[&str], days: &[NaiveDate]) -> Result<Vec<Value>, String> {
+    let by_day = days_by_date(body)?;
+    days.iter()
+        .map(|d| {
+            let entry = by_day.get(&d.to_string());
+            let mut record = Map::new();
+            record.insert("Date".to_string(), json!(d.to_string()));
+            for k in keys {
+                let value = match entry.and_then(|e| e.get(*k)) {
+                    None => 0,
+                    Some(v) => counter(v, k, &d.to_string())?,
+                };
+                record.insert((*k).to_string(), json!(value));
+            }
+            Ok(Value::Object(record))
+        })
+        .collect()
+}
+
+/// One record per day and name (email clients, browser families), each count an integer.
+fn long_records(body: &Value) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for (date, entry) in days_by_date(body)? {
+        for (name, count) in entry.iter().filter(|(k, _)| k.as_str() != "Date") {
+            out.push(json!({"Date": date, "Name": name, "Count": counter(count, name, &date)?}));
         }
     }
-    Value::Object(m)
+    Ok(out)
+}
+
+fn counter(value: &Value, key: &str, date: &str) -> Result<i64, String> {
+    value
+        .as_i64()
+        .ok_or_else(|| format!("`Days[].{key}` of {date} is {}, not an integer count", kind_of(value)))
+}
+
+fn kind_of(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Null => "null".to_string(),
+        Value::Array(_) => "a list".to_string(),
+        Value::Object(_) => "an object".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `Days` entries of a stats response, by date; each must be an object with a `Date`.
+fn days_by_date(body: &Value) -> Result<BTreeMap<String, Map<String, Value>>, String> {
+    let days = match body.get("Days") {
+        Some(Value::Array(days)) => days,
+        Some(other) => return Err(format!("`Days` is {}, not a list", kind_of(other))),
+        None => return Err("the answer has no `Days` list".to_string()),
+    };
+    days.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let m = d.as_object().ok_or_else(|| format!("`Days[{i}]` is {}, not an object", kind_of(d)))?;
+            let date = m
+                .get("Date")
+                .and_then(Value::as_str)
+                .and_then(|t| t.get(..10))
+                .filter(|t| NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok())
+                .ok_or_else(|| format!("`Days[{i}].Date` is missing or not a YYYY-MM-DD date"))?;
+            Ok((date.to_string(), m.clone()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default()
+    }
+
+    /// Omitted days and keys are 0, as the reference says; a value of another type, a missing
+    /// `Days` or a day without a date is an error naming it, never a 0.
+    #[test]
+    fn reshaping_checks_types() {
+        let days = [day("2026-11-20"), day("2026-11-21")];
+        let body = json!({"Days": [{"Date": "2026-11-21", "HardBounce": 2}]});
+        let got = daily_records(&body, &["HardBounce", "SoftBounce"], &days);
+        assert_eq!(
+            got,
+            Ok(vec![
+                json!({"Date": "2026-11-20", "HardBounce": 0, "SoftBounce": 0}),
+                json!({"Date": "2026-11-21", "HardBounce": 2, "SoftBounce": 0})
+            ])
+        );
+        let wrong = json!({"Days": [{"Date": "2026-11-21", "HardBounce": "2"}]});
+        assert_eq!(
+            daily_records(&wrong, &["HardBounce"], &days),
+            Err("`Days[].HardBounce` of 2026-11-21 is the string \"2\", not an integer count".to_string())
+        );
+        assert!(daily_records(&json!({}), &["Sent"], &days).is_err_and(|e| e.contains("no `Days`")));
+        assert!(daily_records(&json!({"Days": [{"Sent": 1}]}), &["Sent"], &days).is_err_and(|e| e.contains("Days[0].Date")));
+        assert!(long_records(&json!({"Days": [{"Date": "2026-11-21", "Gmail": 1.5}]})).is_err_and(|e| e.contains("Gmail")));
+        assert!(overview_record(json!([1]), days[0]).is_err_and(|e| e.contains("a list")));
+        assert_eq!(overview_record(json!({"Sent": 3}), days[0]), Ok(json!({"Sent": 3, "Date": "2026-11-20"})));
+    }
 }

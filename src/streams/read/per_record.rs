@@ -168,9 +168,11 @@ fn records_of(body: &[u8], records: Records, id_field: &str, id: &Value) -> Resu
     let mut object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
     let list = match records {
         Records::Whole => vec![Value::Object(object)],
+        // The reference gives `[]` for none: an answer without the list is not "no records".
         Records::Under(key) => match object.remove(key) {
             Some(Value::Array(list)) => list,
-            _ => Vec::new(),
+            Some(other) => return Err(BodyError::Data(format!("`{key}` is {other}, not a list"))),
+            None => return Err(BodyError::Data(format!("the answer has no `{key}` list"))),
         },
     };
     Ok(list
@@ -205,6 +207,12 @@ mod tests {
             records_of(b"[1]", Records::Whole, "BounceID", &Value::from(1)),
             Err(BodyError::Malformed(_))
         ));
+        for body in [&br#"{"MessageID":"x"}"#[..], br#"{"MessageEvents":{"Type":"Opened"}}"#] {
+            assert!(matches!(
+                records_of(body, Records::Under("MessageEvents"), "MessageID", &Value::from("m")),
+                Err(BodyError::Data(m)) if m.contains("MessageEvents")
+            ));
+        }
     }
 
     #[test]
