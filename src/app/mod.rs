@@ -198,6 +198,8 @@ async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
                 secret: webhook_secret(&config)?,
                 max_body_bytes: config.webhook_max_body_bytes,
                 merge_every: config.webhook_merge_interval,
+                max_connections: config.webhook_max_connections,
+                read_timeout: config.webhook_read_timeout,
                 sink: config.sink,
             };
             crate::webhooks::server::serve(opts).await.map_err(Error::Serve)

@@ -212,6 +212,20 @@ pub const WEBHOOK_MERGE_INTERVAL_SECONDS: Key = Key::int(
     5,
     "how often spooled webhook events are merged into the destination",
 );
+pub const WEBHOOK_MAX_CONNECTIONS: Key = Key::int(
+    "webhook_max_connections",
+    1,
+    100_000,
+    256,
+    "connections the webhook receiver serves at once; more wait to be accepted",
+);
+pub const WEBHOOK_READ_TIMEOUT_SECONDS: Key = Key::int(
+    "webhook_read_timeout_seconds",
+    1,
+    3600,
+    20,
+    "a webhook client must send its request headers, and then its body, each within this time, or the connection is closed",
+);
 pub const DUCKDB_MEMORY_LIMIT_MB: Key = Key::int(
     "duckdb_memory_limit_mb",
     32,
@@ -251,6 +265,8 @@ pub const KEYS: &[Key] = &[
     WEBHOOK_SECRET,
     WEBHOOK_MAX_BODY_BYTES,
     WEBHOOK_MERGE_INTERVAL_SECONDS,
+    WEBHOOK_MAX_CONNECTIONS,
+    WEBHOOK_READ_TIMEOUT_SECONDS,
     DUCKDB_MEMORY_LIMIT_MB,
     COMMIT_INTERVAL_SECONDS,
 ];

@@ -78,6 +78,8 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     pub webhook_max_body_bytes: usize,
     pub webhook_merge_interval: Duration,
+    pub webhook_max_connections: usize,
+    pub webhook_read_timeout: Duration,
     /// How the destination is opened (DuckDB's commit interval and memory cap).
     pub sink: crate::sinks::SinkOptions,
 }
@@ -258,6 +260,8 @@ impl Config {
                 webhook_secret,
                 webhook_max_body_bytes: int_in(map, &keys::WEBHOOK_MAX_BODY_BYTES)? as usize,
                 webhook_merge_interval: Duration::from_secs(int_in(map, &keys::WEBHOOK_MERGE_INTERVAL_SECONDS)? as u64),
+                webhook_max_connections: int_in(map, &keys::WEBHOOK_MAX_CONNECTIONS)? as usize,
+                webhook_read_timeout: Duration::from_secs(int_in(map, &keys::WEBHOOK_READ_TIMEOUT_SECONDS)? as u64),
                 sink: crate::sinks::SinkOptions {
                     commit_interval: Duration::from_secs(int_in(map, &keys::COMMIT_INTERVAL_SECONDS)? as u64),
                     duckdb_memory_limit_mb: int_in(map, &keys::DUCKDB_MEMORY_LIMIT_MB)? as u32,

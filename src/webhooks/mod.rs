@@ -3,7 +3,9 @@
 //! batches whenever the destination is free (DuckDB allows one writer per file, and `sync` may
 //! hold it). Duplicate deliveries are merged on each table's key.
 
+pub mod connections;
 pub mod install;
+pub mod merge;
 pub mod server;
 pub mod spool;
 

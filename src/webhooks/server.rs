@@ -25,7 +25,9 @@ use subtle::ConstantTimeEq;
 
 use crate::secret::Secret;
 use crate::sinks::{DestKind, SinkError};
-use crate::webhooks::spool::{self, SpoolWriter};
+use crate::webhooks::connections::{Limits, serve_connections};
+use crate::webhooks::merge;
+use crate::webhooks::spool::SpoolWriter;
 use crate::webhooks::{classify, slim};
 
 /// How the receiver runs.
@@ -37,6 +39,10 @@ pub struct ServeOptions {
     pub spool: PathBuf,
     pub secret: Secret,
     pub max_body_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Headers, then the body, must each arrive within this time.
+    pub read_timeout: Duration,
     pub merge_every: Duration,
     pub sink: crate::sinks::SinkOptions,
 }
@@ -121,6 +127,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         path: opts.spool.clone(),
         source,
     })?;
+    let set_aside = merge::set_aside_files(&opts.spool);
+    if !set_aside.is_empty() {
+        tracing::warn!(
+            files = set_aside.len(),
+            folder = %opts.spool.join(merge::FAILED_DIR).display(),
+            "Webhook events that could not be loaded are kept there with their errors; look at them and remove the files."
+        );
+    }
     // The merger: loads segments whenever the destination is free; a busy one is tried again.
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let merger = {
@@ -130,7 +144,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             .spawn(move || {
                 loop {
                     let stopping = stop_rx.recv_timeout(every).is_ok() || matches!(stop_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
-                    match spool::merge(&dir, dest, &path, sink) {
+                    match merge::merge(&dir, dest, &path, sink) {
                         Ok(m) if m.events > 0 => tracing::info!(events = m.events, segments = m.segments, "Webhook events merged."),
                         Ok(_) => {}
                         Err(SinkError::Locked { .. }) => {
@@ -152,7 +166,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let router = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .fallback(post(receive).with_state(app.clone()))
-        .layer(DefaultBodyLimit::max(opts.max_body_bytes));
+        .layer(DefaultBodyLimit::max(opts.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(opts.read_timeout));
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: opts.listen, source })?;
@@ -160,7 +175,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     tracing::info!(listen = %local, "Receiving Postmark webhooks.");
     // Printed for scripts that start the receiver on port 0.
     eprintln!("listening on http://{local}");
-    let served = axum::serve(listener, router).with_graceful_shutdown(stop).await;
+    let limits = Limits {
+        max_connections: opts.max_connections,
+        header_timeout: opts.read_timeout,
+    };
+    let served = serve_connections(listener, router, stop, limits).await;
     // Every accepted event is on disk; close the spool (rotating the last file) and merge.
     app.spool.close();
     stop_tx.send(()).ok();

@@ -2,24 +2,20 @@
 //!
 //! Appends are group-committed: the writer thread takes every event waiting, writes them, calls
 //! fsync once, then acknowledges each (only then does the HTTP handler answer 200). The current
-//! file is rotated into numbered segments; the merger loads whole segments into the destination,
-//! commits, and only then deletes them. A crash leaves at worst a half-written last line, which
-//! was never acknowledged and is skipped.
+//! file is rotated into numbered segments, which [`merge`](crate::webhooks::merge) loads. A
+//! crash leaves at worst a half-written last line, which was never acknowledged and is skipped.
+//! A write that fails (disk full, EIO) may leave a partial line too: the file is cut back to its
+//! last synced length (or, if that fails, set aside as a segment) before anything else is
+//! written, so a later line never follows a partial one; until that succeeds, appends fail.
 
-use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::Value;
-
-use crate::sinks::{self, DestKind, LoadMode, SinkError, StreamInfo};
-use crate::streams::extract::{PageDecoder, Records, Scope};
-use crate::webhooks::table;
 
 const CURRENT: &str = "current.jsonl";
 /// Events written with one fsync at most.
@@ -80,6 +76,67 @@ fn open_current(dir: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(dir.join(CURRENT))
 }
 
+/// The file being appended to, and its length after the last write that was synced.
+struct Current {
+    dir: PathBuf,
+    file: Option<File>,
+    good_len: u64,
+    /// A write failed and the file could not be cut back yet: nothing may be appended.
+    torn: bool,
+}
+
+impl Current {
+    /// Writes `buf` and syncs it; on failure, cuts the file back to its last good length.
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.heal()?;
+        if self.file.is_none() {
+            let file = open_current(&self.dir)?;
+            self.good_len = file.metadata()?.len();
+            self.file = Some(file);
+        }
+        let f = self.file.as_mut().ok_or_else(|| std::io::Error::other("no spool file"))?;
+        let written = f.write_all(buf).and_then(|()| f.sync_data());
+        match written {
+            Ok(()) => {
+                self.good_len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.torn = true;
+                if let Err(cut) = self.heal() {
+                    tracing::error!(error = %cut, "Cannot cut the webhook spool back after a failed write; refusing events until it can.");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failed write: the file back to its last good length, synced; if that fails, the
+    /// file renamed into a segment (its partial last line is skipped as torn) and a new one begun.
+    fn heal(&mut self) -> std::io::Result<()> {
+        if !self.torn {
+            return Ok(());
+        }
+        let cut = match self.file.as_ref() {
+            Some(f) => f.set_len(self.good_len).and_then(|()| f.sync_all()),
+            None => Ok(()),
+        };
+        if cut.is_err() {
+            self.file = None;
+            rotate(&self.dir, &mut None)?;
+            self.good_len = 0;
+        }
+        self.torn = false;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<bool> {
+        self.heal()?;
+        self.good_len = 0;
+        rotate(&self.dir, &mut self.file)
+    }
+}
+
 impl SpoolWriter {
     /// Starts the writer thread on `dir`. A current file left by a crash becomes a segment.
     /// The merger finds segments by listing the folder on its own timer.
@@ -89,7 +146,12 @@ impl SpoolWriter {
         let dir = dir.to_path_buf();
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new().name("spool".to_string()).spawn(move || {
-            let mut file: Option<File> = None;
+            let mut current = Current {
+                dir,
+                file: None,
+                good_len: 0,
+                torn: false,
+            };
             let mut last_rotation = Instant::now();
             loop {
                 let wait = rotate_every.saturating_sub(last_rotation.elapsed()).max(Duration::from_millis(1));
@@ -109,30 +171,18 @@ impl SpoolWriter {
                     Err(mpsc::RecvTimeoutError::Disconnected) => true,
                 };
                 if !jobs.is_empty() {
-                    let result = (|| -> std::io::Result<()> {
-                        if file.is_none() {
-                            file = Some(open_current(&dir)?);
-                        }
-                        let f = file.as_mut().ok_or_else(|| std::io::Error::other("no spool file"))?;
-                        let mut buf = Vec::with_capacity(jobs.iter().map(|j| j.line.len() + 1).sum());
-                        for j in &jobs {
-                            buf.extend_from_slice(&j.line);
-                            buf.push(b'\n');
-                        }
-                        f.write_all(&buf)?;
-                        f.sync_data()
-                    })();
-                    let outcome = result.map_err(|e| format!("spool write failed: {e}"));
-                    if outcome.is_err() {
-                        // Start a fresh file: the failed one may hold a partial line.
-                        file = None;
+                    let mut buf = Vec::with_capacity(jobs.iter().map(|j| j.line.len() + 1).sum());
+                    for j in &jobs {
+                        buf.extend_from_slice(&j.line);
+                        buf.push(b'\n');
                     }
+                    let outcome = current.append(&buf).map_err(|e| format!("spool write failed: {e}"));
                     for j in jobs {
                         j.ack.send(outcome.clone()).ok();
                     }
                 }
                 if disconnected || last_rotation.elapsed() >= rotate_every {
-                    if let Err(e) = rotate(&dir, &mut file) {
+                    if let Err(e) = current.rotate() {
                         tracing::error!(error = %e, "Cannot rotate the webhook spool.");
                     }
                     last_rotation = Instant::now();
@@ -171,87 +221,5 @@ impl SpoolWriter {
         if let Some(t) = thread {
             t.join().ok();
         }
-    }
-}
-
-/// What one merge did.
-#[derive(Debug, Default)]
-pub struct Merged {
-    pub events: u64,
-    pub segments: u64,
-}
-
-/// Loads every segment into the destination, one commit per segment, deleting each after its
-/// commit. The stored sync state is committed back unchanged.
-pub fn merge(dir: &Path, dest: DestKind, path: &Path, options: sinks::SinkOptions) -> Result<Merged, SinkError> {
-    let segs = segments(dir);
-    let mut merged = Merged::default();
-    if segs.is_empty() {
-        return Ok(merged);
-    }
-    let mut sink = sinks::open(dest, path, options)?;
-    let state = sink.load_state()?.unwrap_or_default();
-    let now = Utc::now();
-    let mut begun: HashSet<&'static str> = HashSet::new();
-    let mut decoders: BTreeMap<&'static str, PageDecoder> = BTreeMap::new();
-    for seg in segs {
-        let file = File::open(&seg).map_err(|source| SinkError::Io { path: seg.clone(), source })?;
-        let mut by_table: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
-        for line in BufReader::new(file).lines() {
-            let Ok(line) = line else { break };
-            // A torn last line was never acknowledged.
-            let Ok(Value::Object(mut entry)) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            let Some(t) = entry.get("t").and_then(Value::as_str).and_then(table) else {
-                continue;
-            };
-            let at = entry.remove("at").unwrap_or(Value::Null);
-            if let Some(Value::Object(mut event)) = entry.remove("e") {
-                event.insert("WebhookReceivedAt".to_string(), at);
-                by_table.entry(t.name).or_default().push(Value::Object(event));
-            }
-        }
-        for (name, events) in by_table {
-            let t = table(name).ok_or_else(|| write_err(path, name, "unknown table".to_string()))?;
-            if !decoders.contains_key(name) {
-                let schema = t.schema().map_err(|e| write_err(path, name, e.to_string()))?;
-                decoders.insert(name, PageDecoder::new(&schema, Records::Under("events"), now));
-            }
-            let decoder = &decoders[name];
-            if begun.insert(name) {
-                let schema = t.schema().map_err(|e| write_err(path, name, e.to_string()))?;
-                sink.begin_stream(&StreamInfo {
-                    name: name.to_string(),
-                    arrow: decoder.output_schema(),
-                    schema,
-                    primary_key: t.primary_key.iter().map(|k| k.to_string()).collect(),
-                    cursor_field: Some("webhook_received_at".to_string()),
-                    // A retried event arrives again later, under the same key.
-                    cursor_fixed: false,
-                    mode: LoadMode::Merge,
-                })?;
-            }
-            let batch = decoder
-                .decode_values(&events, &Scope::default())
-                .map_err(|e| write_err(path, name, format!("{e:?}")))?;
-            merged.events += batch.num_rows() as u64;
-            sink.write(name, &batch)?;
-        }
-        sink.commit(None, &state)?;
-        // The events must be durable before their spool file goes.
-        sink.flush()?;
-        fs::remove_file(&seg).map_err(|source| SinkError::Io { path: seg.clone(), source })?;
-        merged.segments += 1;
-    }
-    sink.finish()?;
-    Ok(merged)
-}
-
-fn write_err(path: &Path, table: &str, message: String) -> SinkError {
-    SinkError::Write {
-        dest: path.display().to_string(),
-        context: format!("merging webhook events into {table}"),
-        source: message.into(),
     }
 }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub mod data;
+pub mod receiver;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_postmark-elt");
 
