@@ -137,3 +137,40 @@ fn inbound_is_incremental_with_a_lookback() {
         );
     }
 }
+
+/// Date-window reads start an hour early (Postmark may read `fromdate` without daylight
+/// saving), yet nothing before `start_date` is loaded.
+#[test]
+fn reads_start_an_hour_early_but_load_from_start_date() {
+    let env = Env::new(Vec::new());
+    let start = env.fake.now() - Duration::days(2);
+    env.fake
+        .add_messages(generate::between(9, "outbound", start - Duration::minutes(50), start + Duration::hours(2), 600));
+    let cfg = env.config(start, json!({}));
+    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap_or_default(), "--streams", "messages_outbound"]));
+    let wanted: std::collections::HashSet<String> = env
+        .fake
+        .visible_messages()
+        .into_iter()
+        .filter(|m| m.received_at >= start)
+        .map(|m| m.id)
+        .collect();
+    assert!(wanted.len() < 600 && wanted.len() > 400);
+    let (rows, _, ids) = duckdb_ids(&env.path("postmark.duckdb"));
+    assert_eq!(rows as usize, wanted.len());
+    assert_same(&ids, &wanted, "rows from start_date on");
+    let first = env
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/messages/outbound")
+        .expect("a messages request");
+    let expected = postmark_elt::streams::window::eastern_wall_clock(start - Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    assert!(
+        first.param("fromdate").is_some_and(|f| f.starts_with(&expected)),
+        "{:?} vs {expected}",
+        first.param("fromdate")
+    );
+}

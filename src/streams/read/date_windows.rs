@@ -2,6 +2,8 @@
 //! (messages, bounces, inbound). Windows come oldest first; each is committed, moving the
 //! bookmark to its end, once all its rows are in, while the next pages download.
 
+use arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::compute::filter_record_batch;
 use chrono::{DateTime, Utc};
 
 use crate::streams::context::Ctx;
@@ -28,15 +30,26 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>) -> Result<PartitionReport, 
         return Ok(report);
     }
     tracing::info!(stream = ctx.def.name, partition = %ctx.state_key, from = %start, to = %end, "Syncing.");
+    // Rows before `start_date`, read because of the date-reading slack, are not wanted.
+    let mut dropped = 0;
     read_windows(ex, ctx, start, end, async |part| match part {
-        WindowPart::Rows(batch) => ex.commits.write(ctx.def, vec![batch]).await,
+        WindowPart::Rows(batch) => {
+            let batch = from_start_date(ctx, batch, ex.config.start)?;
+            dropped += batch.1;
+            ex.commits.write(ctx.def, vec![batch.0]).await
+        }
         WindowPart::Complete { window, rows, splits } => {
             let bookmark = window.to.min(end);
             ex.commits.commit(ctx, Some(bookmark)).await?;
-            report.records += rows;
+            report.records += rows.saturating_sub(std::mem::take(&mut dropped));
             report.windows += 1;
             report.splits += splits;
             report.bookmark_after = Some(bookmark);
+            Ok(())
+        }
+        WindowPart::Misread(note) => {
+            tracing::warn!(stream = ctx.def.name, at = %ctx.at(None), "{note}");
+            report.note = Some(note);
             Ok(())
         }
         WindowPart::Unsettled(u) => {
@@ -55,4 +68,21 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>) -> Result<PartitionReport, 
     })
     .await?;
     Ok(report)
+}
+
+/// The rows of `batch` whose cursor is at or after `start`, and how many were left out.
+fn from_start_date(ctx: &Ctx<'_>, batch: RecordBatch, start: DateTime<Utc>) -> Result<(RecordBatch, u64), SyncError> {
+    let column = ctx
+        .def
+        .cursor_field
+        .and_then(|c| batch.column_by_name(c))
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned());
+    let Some(cursor) = column else { return Ok((batch, 0)) };
+    let keep: BooleanArray = cursor.iter().map(|t| Some(t.is_none_or(|t| t >= start.timestamp_micros()))).collect();
+    let left_out = (keep.len() - keep.true_count()) as u64;
+    if left_out == 0 {
+        return Ok((batch, 0));
+    }
+    let kept = filter_record_batch(&batch, &keep).map_err(|e| SyncError::Declaration(format!("filtering rows before start_date: {e}")))?;
+    Ok((kept, left_out))
 }

@@ -71,10 +71,16 @@ pub fn first_request(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: DateTime<Utc>, to:
 
 /// Where a stream's read starts: `start_date` on a first run; then the bookmark minus the
 /// overlap (messages, bounces) or minus `lookback_days` (inbound, events, per-record reads,
-/// stats days), never before `start_date`.
+/// stats days), never before `start_date`; date-window reads an hour earlier still
+/// ([`DATE_READING_SLACK`]).
 pub fn start(config: &Config, def: &StreamDef, bookmark: Option<DateTime<Utc>>) -> DateTime<Utc> {
     let lookback = Duration::days(i64::from(config.lookback_days));
-    let Some(b) = bookmark else { return config.start };
+    let slack = if def.kind == Kind::DateWindows {
+        DATE_READING_SLACK
+    } else {
+        Duration::zero()
+    };
+    let Some(b) = bookmark else { return config.start - slack };
     let from = match def.kind {
         // Inbound rows have no time of their own and change status after they are listed
         // (queued, then processed or failed): they are re-read like events.
@@ -83,8 +89,14 @@ pub fn start(config: &Config, def: &StreamDef, bookmark: Option<DateTime<Utc>>) 
         Kind::EventFeed { .. } | Kind::PerRecord(_) | Kind::FullTable { .. } => b - lookback,
         Kind::DailyStats(_) => eastern_midnight(eastern_date(b) - lookback).unwrap_or(b - lookback),
     };
-    from.max(config.start)
+    from.max(config.start) - slack
 }
+
+/// The reference leaves open whether Postmark applies daylight saving to `fromdate`/`todate`;
+/// read as a fixed UTC-5, every window is an hour later in summer than the one asked for.
+/// Date-window reads therefore start this much earlier than their start (the overlap is kept
+/// whole either way), and rows before `start_date` are dropped (`date_windows`).
+pub const DATE_READING_SLACK: Duration = Duration::hours(1);
 
 /// The US-Eastern calendar day of an instant.
 pub fn eastern_date(t: DateTime<Utc>) -> NaiveDate {

@@ -33,6 +33,35 @@ pub enum WindowPart {
     /// The newest window (ending at the read's end) kept growing while it was read, every
     /// attempt: its rows so far were handed on, but it is not complete; the read stops here.
     Unsettled(Unsettled),
+    /// Rows came back outside the window they were asked for: the API reads `fromdate`/`todate`
+    /// differently from the reference (another offset than US-Eastern with daylight saving).
+    /// Reported once per read; the rows are handed on as usual.
+    Misread(String),
+}
+
+/// A description of rows of `batch` outside `window` by more than the second the bounds share,
+/// by the stream's cursor; `None` when all are inside (or the stream has no cursor).
+fn outside_window(ctx: &Ctx<'_>, window: Window, batch: &RecordBatch) -> Option<String> {
+    let cursor = ctx.def.cursor_field?;
+    let (lo, hi) = time_range(batch, cursor);
+    let slack = chrono::Duration::seconds(1);
+    let early = lo.filter(|t| *t < window.from - slack).map(|t| window.from - t);
+    let late = hi.filter(|t| *t > window.to + slack).map(|t| t - window.to);
+    let (side, by) = match (early, late) {
+        (Some(by), _) => ("before", by),
+        (None, Some(by)) => ("after", by),
+        (None, None) => return None,
+    };
+    let (from, to) = window.query_bounds();
+    let minutes = by.num_minutes().max(1);
+    let consequence = if by <= crate::streams::read::DATE_READING_SLACK + slack {
+        "reads start an hour early, which makes up for it".to_string()
+    } else {
+        format!("that is more than the hour reads start early: up to {minutes} min of records may be missing; please report it")
+    };
+    Some(format!(
+        "the API answered a window {from}..{to} US-Eastern with records up to {minutes} min {side} it: it reads `fromdate`/`todate` with another offset than US-Eastern with daylight saving; {consequence}"
+    ))
 }
 
 /// A window that kept growing while it was read: its TotalCount at the first and largest, and
@@ -95,6 +124,10 @@ pub async fn read_windows(
     // Keys of the last complete window: neighbours share their boundary second, and a row in
     // it must reach the sink once in a run (a Singer target would see it twice).
     let mut previous: HashSet<OwnedRow> = HashSet::new();
+    // Keys handed on since the last complete window, across re-reads of the window: a re-read
+    // hands on only rows it had not handed on before.
+    let mut handed: HashSet<OwnedRow> = HashSet::new();
+    let mut misread_reported = false;
     while let Some(root) = next.take() {
         let mut pages = std::pin::pin!(leaf_pages(ex, ctx, root));
         let mut seen: HashSet<OwnedRow> = HashSet::new();
@@ -118,8 +151,12 @@ pub async fn read_windows(
             let page_total = page.total.unwrap_or(total);
             latest_total = latest_total.max(page_total);
             shrank |= page_total < total;
+            if !misread_reported && let Some(outside) = outside_window(ctx, window, &page.batch) {
+                misread_reported = true;
+                on(WindowPart::Misread(outside)).await?;
+            }
             let page_keys: Vec<OwnedRow> = keys.rows(&page.batch).map_err(key_problem)?.iter().map(|r| r.owned()).collect();
-            let fresh: BooleanArray = page_keys.iter().map(|k| Some(!previous.contains(k))).collect();
+            let fresh: BooleanArray = page_keys.iter().map(|k| Some(!previous.contains(k) && handed.insert(k.clone()))).collect();
             seen.extend(page_keys);
             let batch = if fresh.true_count() == fresh.len() {
                 page.batch
@@ -135,7 +172,8 @@ pub async fn read_windows(
             let distinct = seen.len() as u64;
             if !shrank && distinct >= latest_total {
                 let repeated = seen.iter().filter(|k| previous.contains(*k)).count() as u64;
-                previous = std::mem::take(&mut seen);
+                previous = std::mem::take(&mut handed);
+                seen.clear();
                 on(WindowPart::Complete {
                     window,
                     rows: distinct - repeated,
@@ -261,6 +299,10 @@ pub async fn windows_into(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: DateTime<Utc>
             Ok(())
         }
         WindowPart::Unsettled(u) => Err(u.into_error(ctx)),
+        WindowPart::Misread(note) => {
+            tracing::warn!(stream = ctx.def.name, at = %ctx.at(None), "{note}");
+            Ok(())
+        }
     })
     .await?;
     Ok((rows, windows, splits))

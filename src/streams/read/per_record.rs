@@ -109,7 +109,7 @@ pub async fn parent_ids(ex: &Extractor<'_>, ctx: &Ctx<'_>, rows: ParentRows, fro
     read_windows(ex, &pctx, from, to, async |part| {
         let b = match part {
             WindowPart::Rows(b) => b,
-            WindowPart::Complete { .. } => return Ok(()),
+            WindowPart::Complete { .. } | WindowPart::Misread(_) => return Ok(()),
             // The child's bookmark moves to `to`: every parent row before it is needed.
             WindowPart::Unsettled(u) => return Err(u.into_error(&pctx)),
         };
