@@ -159,18 +159,5 @@ fn reads_start_an_hour_early_but_load_from_start_date() {
     let (rows, _, ids) = duckdb_ids(&env.path("postmark.duckdb"));
     assert_eq!(rows as usize, wanted.len());
     assert_same(&ids, &wanted, "rows from start_date on");
-    let first = env
-        .fake
-        .requests()
-        .into_iter()
-        .find(|r| r.path == "/messages/outbound")
-        .expect("a messages request");
-    let expected = postmark_elt::streams::window::eastern_wall_clock(start - Duration::hours(1))
-        .format("%Y-%m-%dT%H:%M")
-        .to_string();
-    assert!(
-        first.param("fromdate").is_some_and(|f| f.starts_with(&expected)),
-        "{:?} vs {expected}",
-        first.param("fromdate")
-    );
+    assert_first_fromdate(&env, start - Duration::hours(1));
 }

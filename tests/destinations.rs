@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use chrono_tz::America::New_York;
-use common::{BIN, Env, assert_ok, eastern_days_ago, parquet_strings, text};
+use common::{BIN, Env, assert_ok, eastern_days_ago, parquet_strings};
 use fake_postmark::{FakeConfig, generate};
 use serde_json::{Value, json};
 
@@ -213,22 +213,8 @@ fn state_flag_overrides_stored_state() {
     env.fake.clear_requests();
     let out = env.run(&["sync", "--config", cfg.to_str().unwrap(), "--state", "older.json"]);
     assert_ok(&out);
-    let first = env
-        .fake
-        .requests()
-        .into_iter()
-        .find(|r| r.path == "/messages/outbound")
-        .expect("a messages request");
     // The overlap (60 min) and the hour date-window reads start early.
-    let expected = postmark_elt::streams::window::eastern_wall_clock(from - ChronoDuration::minutes(120))
-        .format("%Y-%m-%dT%H:%M")
-        .to_string();
-    assert!(
-        first.param("fromdate").unwrap().starts_with(&expected),
-        "{:?} vs {expected}: {}",
-        first.param("fromdate"),
-        text(&out)
-    );
+    common::assert_first_fromdate(&env, from - ChronoDuration::minutes(120));
 }
 
 /// kill -9 at many points (seeded) of syncs into DuckDB and Parquet, each followed by a run that

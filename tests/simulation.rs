@@ -156,7 +156,7 @@ fn sync(env: &Env, modes: &Modes, stop: Option<&Stop>, state: Option<&Value>) ->
                 child.kill().ok();
             }
             _ => {
-                Command::new("kill").args(["-TERM", &child.id().to_string()]).status().ok();
+                Command::new("kill").args(["-TERM", &child.id().to_string()]).stderr(Stdio::null()).status().ok();
             }
         }
     }

@@ -245,3 +245,16 @@ pub fn pyarrow_rows(python: &Path, dir: &Path) -> Result<u64, String> {
     }
     String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("{e}"))
 }
+
+/// The first outbound-messages request asked from `at` (US-Eastern, to the minute).
+pub fn assert_first_fromdate(env: &Env, at: DateTime<Utc>) {
+    let first = env
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/messages/outbound")
+        .expect("a messages request");
+    let expected = postmark_elt::streams::window::eastern_wall_clock(at).format("%Y-%m-%dT%H:%M").to_string();
+    let from = first.param("fromdate").unwrap_or_default();
+    assert!(from.starts_with(&expected), "fromdate {from}, expected {expected}");
+}

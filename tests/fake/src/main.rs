@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clap::Parser;
-use fake_postmark::{FakeConfig, FakePostmark, default_streams, generate};
+use fake_postmark::{DateReading, FakeConfig, FakePostmark, default_streams, generate};
 
 /// A fake Postmark API on loopback, serving generated mail (for tests, benchmarks and demos).
 #[derive(Parser)]
@@ -32,6 +32,19 @@ struct Args {
     /// Delay before every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// The fake's clock minus the host's, in minutes (its data, date filters and `Date` header).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_minutes: i64,
+    /// Late indexing: messages show in search up to this many seconds after `ReceivedAt`.
+    #[arg(long, default_value_t = 0)]
+    index_delay_seconds: i64,
+    /// New messages arriving before each outbound search answer.
+    #[arg(long, default_value_t = 0)]
+    arrivals_per_search: usize,
+    /// How `fromdate`/`todate` are read: eastern (the reference), eastern-whole-second,
+    /// fixed-utc-minus-5, bare-date-whole-day.
+    #[arg(long, default_value = "eastern")]
+    date_reading: String,
 }
 
 fn main() {
@@ -40,12 +53,28 @@ fn main() {
         eprintln!("fake-postmark listens on loopback only (127.0.0.0/8 or [::1])");
         std::process::exit(2);
     }
+    let date_reading = match args.date_reading.as_str() {
+        "eastern" => DateReading::Eastern,
+        "eastern-whole-second" => DateReading::EasternWholeSecond,
+        "fixed-utc-minus-5" => DateReading::FixedUtcMinus5,
+        "bare-date-whole-day" => DateReading::BareDateWholeDay,
+        other => {
+            eprintln!("unknown --date-reading `{other}`: use eastern, eastern-whole-second, fixed-utc-minus-5 or bare-date-whole-day");
+            std::process::exit(2);
+        }
+    };
     let config = FakeConfig {
         server_token: args.token.clone(),
         latency: Duration::from_millis(args.latency_ms),
+        clock_offset: chrono::Duration::minutes(args.clock_offset_minutes),
+        index_delay: chrono::Duration::seconds(args.index_delay_seconds),
+        arrivals_per_search: args.arrivals_per_search,
+        arrival_seed: args.seed,
+        date_reading,
         ..FakeConfig::default()
     };
-    let today = Utc::now().with_timezone(&chrono_tz::America::New_York).date_naive();
+    let fake_now = Utc::now() + config.clock_offset;
+    let today = fake_now.with_timezone(&chrono_tz::America::New_York).date_naive();
     let mut messages = Vec::new();
     for d in 1..=args.days {
         let date = today - chrono::Duration::days(d);
@@ -56,7 +85,7 @@ fn main() {
     let total = messages.len();
     let fake = FakePostmark::start_on(&args.listen, config, default_streams(), messages);
     fake.generate_events(args.seed);
-    let now = Utc::now();
+    let now = fake.now();
     let inbound = (args.per_day / 20).max(1) * args.days as usize;
     fake.with_data(0, |d| {
         d.add_inbound(generate::inbound(args.seed, now - chrono::Duration::days(args.days), now, inbound))
