@@ -156,7 +156,11 @@ fn sync(env: &Env, modes: &Modes, stop: Option<&Stop>, state: Option<&Value>) ->
                 child.kill().ok();
             }
             _ => {
-                Command::new("kill").args(["-TERM", &child.id().to_string()]).stderr(Stdio::null()).status().ok();
+                Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .stderr(Stdio::null())
+                    .status()
+                    .ok();
             }
         }
     }

@@ -78,6 +78,10 @@ fn from_start_date(ctx: &Ctx<'_>, batch: RecordBatch, start: DateTime<Utc>) -> R
         .and_then(|c| batch.column_by_name(c))
         .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned());
     let Some(cursor) = column else { return Ok((batch, 0)) };
+    // Every page but those of a first run's first hour: nothing to leave out.
+    if cursor.null_count() == 0 && arrow::compute::min(&cursor).is_some_and(|t| t >= start.timestamp_micros()) {
+        return Ok((batch, 0));
+    }
     let keep: BooleanArray = cursor.iter().map(|t| Some(t.is_none_or(|t| t >= start.timestamp_micros()))).collect();
     let left_out = (keep.len() - keep.true_count()) as u64;
     if left_out == 0 {

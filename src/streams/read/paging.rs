@@ -121,20 +121,31 @@ pub async fn read_windows(
     // Failed reads of the window starting at this instant.
     let mut failures: (Option<DateTime<Utc>>, u32) = (None, 0);
     let mut next = Some(Window::covering(from, to));
-    // Keys of the last complete window: neighbours share their boundary second, and a row in
-    // it must reach the sink once in a run (a Singer target would see it twice).
+    // Keys of the last second of the last complete window: neighbours share their boundary
+    // second, and a row in it must reach the sink once in a run (a Singer target would see it
+    // twice).
     let mut previous: HashSet<OwnedRow> = HashSet::new();
-    // Keys handed on since the last complete window, across re-reads of the window: a re-read
-    // hands on only rows it had not handed on before.
+    let mut previous_newest: Option<i64> = None;
+    // Keys handed on by failed reads of a window, until a window reaching its end completes: a
+    // re-read hands on only rows it had not handed on before. Empty unless data moved.
     let mut handed: HashSet<OwnedRow> = HashSet::new();
+    let mut handed_until: Option<DateTime<Utc>> = None;
+    let cursor_name = ctx.def.cursor_field;
     let mut misread_reported = false;
     while let Some(root) = next.take() {
         let mut pages = std::pin::pin!(leaf_pages(ex, ctx, root));
         let mut seen: HashSet<OwnedRow> = HashSet::new();
+        // Keys of the window's last second (all keys for a stream without a cursor): what the
+        // next window may hold again.
+        let mut tail: HashSet<OwnedRow> = HashSet::new();
+        // The newest cursor of this read of the window (microseconds).
+        let mut newest: Option<i64> = None;
         // The largest TotalCount a page of this window reported, and whether one reported less
         // than the first (rows left the window: shifted pages may then have skipped one).
         let mut latest_total = 0;
         let mut shrank = false;
+        // Rows of this read of the window not handed on again (already handed on this run).
+        let mut repeated = 0;
         while let Some(leaf) = pages.next().await {
             let LeafPage {
                 window,
@@ -146,7 +157,9 @@ pub async fn read_windows(
             } = leaf?;
             if index == 0 {
                 seen.clear();
-                (latest_total, shrank) = (total, false);
+                tail.clear();
+                newest = None;
+                (latest_total, shrank, repeated) = (total, false, 0);
             }
             let page_total = page.total.unwrap_or(total);
             latest_total = latest_total.max(page_total);
@@ -156,12 +169,40 @@ pub async fn read_windows(
                 on(WindowPart::Misread(outside)).await?;
             }
             let page_keys: Vec<OwnedRow> = keys.rows(&page.batch).map_err(key_problem)?.iter().map(|r| r.owned()).collect();
-            let fresh: BooleanArray = page_keys.iter().map(|k| Some(!previous.contains(k) && handed.insert(k.clone()))).collect();
-            seen.extend(page_keys);
-            let batch = if fresh.true_count() == fresh.len() {
+            // Rows not newer than the previous window's newest (+1 s) may be its rows again (the
+            // shared boundary second, or all of an API that reads the bounds shifted); a row is
+            // kept for the next window when it is within a second of this window's newest.
+            // Others cost a comparison; a stream without a cursor checks every row.
+            let cursor = cursor_name
+                .and_then(|c| page.batch.column_by_name(c))
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
+            let page_newest = cursor.and_then(arrow::compute::max);
+            newest = newest.max(page_newest);
+            let tail_from = newest.map_or(i64::MIN, |n| n - 1_000_000);
+            let repeat_until = previous_newest.map_or(i64::MAX, |n| n + 1_000_000);
+            let mut repeats: Vec<usize> = Vec::new();
+            for (i, key) in page_keys.into_iter().enumerate() {
+                let at = cursor.and_then(|c| c.is_valid(i).then(|| c.value(i)));
+                if at.is_none_or(|t| t >= tail_from) {
+                    tail.insert(key.clone());
+                }
+                if at.is_none_or(|t| t <= repeat_until) && !previous.is_empty() && previous.contains(&key) {
+                    // Counted in the window before.
+                    repeated += 1;
+                    repeats.push(i);
+                } else if !handed.is_empty() && handed.contains(&key) {
+                    repeats.push(i);
+                }
+                // A row again within this read (a page shifted by new mail).
+                if !seen.insert(key) && repeats.last() != Some(&i) {
+                    repeats.push(i);
+                }
+            }
+            let batch = if repeats.is_empty() {
                 page.batch
             } else {
-                filter_record_batch(&page.batch, &fresh).map_err(|e| key_problem(e.to_string()))?
+                let keep: BooleanArray = (0..page.batch.num_rows()).map(|i| Some(repeats.binary_search(&i).is_err())).collect();
+                filter_record_batch(&page.batch, &keep).map_err(|e| key_problem(e.to_string()))?
             };
             on(WindowPart::Rows(batch)).await?;
             if index + 1 < count {
@@ -171,12 +212,16 @@ pub async fn read_windows(
             // largest count arrived, every row of the window at that count has been seen.
             let distinct = seen.len() as u64;
             if !shrank && distinct >= latest_total {
-                let repeated = seen.iter().filter(|k| previous.contains(*k)).count() as u64;
-                previous = std::mem::take(&mut handed);
+                previous = std::mem::take(&mut tail);
+                previous_newest = newest;
                 seen.clear();
+                if handed_until.is_some_and(|until| window.to >= until) {
+                    handed.clear();
+                    handed_until = None;
+                }
                 on(WindowPart::Complete {
                     window,
-                    rows: distinct - repeated,
+                    rows: distinct.saturating_sub(repeated),
                     splits,
                 })
                 .await?;
@@ -208,6 +253,8 @@ pub async fn read_windows(
                 return Err(unsettled.into_error(ctx));
             }
             // Probed again from its start: it may have grown past the limit and need a split.
+            handed.extend(seen.drain());
+            handed_until = Some(handed_until.map_or(window.to, |u| u.max(window.to)));
             next = Some(Window::covering(window.from, root.to));
             break;
         }
