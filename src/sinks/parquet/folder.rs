@@ -62,3 +62,29 @@ pub(super) fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file being written, or left by a crash, has a name folder readers skip (a leading dot,
+    /// as pyarrow's dataset, Spark and Hive skip); opening the sink removes it, and an earlier
+    /// version's `NAME.tmp-PID` too.
+    #[test]
+    fn temporary_files_are_hidden_from_readers_and_cleaned() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let part = dir.path().join("messages_outbound/date=2026-11-30");
+        fs::create_dir_all(&part).unwrap_or_else(|e| panic!("{e}"));
+        let tmp = temporary_name(&part.join("part-000001.parquet"));
+        let name = tmp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        assert!(name.starts_with(".part-000001.parquet.tmp-"), "{name}");
+        let old_style = part.join("part-000002.tmp-77");
+        let data = part.join("part-000001.parquet");
+        for f in [&tmp, &old_style, &data] {
+            fs::write(f, b"x").unwrap_or_else(|e| panic!("{e}"));
+        }
+        remove_leftovers(dir.path());
+        assert!(!tmp.exists() && !old_style.exists());
+        assert!(data.exists(), "a data file was removed");
+    }
+}
