@@ -161,3 +161,22 @@ fn reshaped_answers_refuse_wrong_types() {
         assert_eq!(scalar(&env.path("postmark.duckdb"), "SELECT count(*) FROM messages_outbound"), 40, "{stream}");
     }
 }
+
+/// A destination folder that does not exist is a destination error (exit 7) naming the path,
+/// even when the path's name contains "lock": the lock state is never guessed from error text.
+#[test]
+fn a_missing_folder_named_like_a_lock_is_not_locked() {
+    let env = Env::new(yesterday_messages(5));
+    let cfg = env.config(two_days_ago(), json!({}));
+    let out = env.run(&[
+        "sync",
+        "--config",
+        cfg.to_str().unwrap_or_default(),
+        "--streams",
+        "messages_outbound",
+        "--path",
+        "blocks/pm/pm.duckdb",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blocks/pm"), "{}", text(&out));
+}

@@ -167,3 +167,47 @@ impl Default for FakeConfig {
         }
     }
 }
+
+/// Ground truth: the records the API returns now.
+#[derive(Debug, Clone)]
+pub struct Visible {
+    pub server_id: i64,
+    pub messages: Vec<Message>,
+    pub opens: Vec<Event>,
+    pub clicks: Vec<Event>,
+    pub bounces: Vec<Bounce>,
+    pub inbound: Vec<Inbound>,
+}
+
+/// Write access to one server's data, for tests.
+pub struct DataMut<'a>(pub(crate) &'a mut Data);
+
+impl DataMut<'_> {
+    pub fn add_messages(&mut self, messages: Vec<Message>) {
+        for m in messages {
+            self.0.messages.entry(m.stream.clone()).or_default().push(m);
+        }
+    }
+    pub fn add_opens(&mut self, events: Vec<Event>) {
+        self.0.opens.extend(events);
+    }
+    pub fn add_clicks(&mut self, events: Vec<Event>) {
+        self.0.clicks.extend(events);
+    }
+    pub fn add_bounces(&mut self, bounces: Vec<Bounce>) {
+        self.0.bounces.extend(bounces);
+    }
+    pub fn add_inbound(&mut self, inbound: Vec<Inbound>) {
+        self.0.inbound.extend(inbound);
+    }
+    /// Sets the status of an inbound message (queued mail being processed).
+    pub fn set_inbound_status(&mut self, id: &str, status: &str) {
+        for i in self.0.inbound.iter_mut().filter(|i| i.id == id) {
+            i.status = status.to_string();
+        }
+    }
+    /// The webhook configurations as `GET /webhooks` would list them.
+    pub fn webhooks(&mut self) -> Vec<serde_json::Value> {
+        routes::webhooks_of(self.0).clone()
+    }
+}
