@@ -161,9 +161,11 @@ async fn run_sync(
     for outcome in outcomes.into_iter().flatten() {
         match outcome {
             Ok(r) => reports.extend(r),
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
+            // The failure itself, not a stream that only saw a shared listing fail.
+            Err(e) => match failure {
+                None | Some(crate::streams::error::SyncError::ListingFailedEarlier { .. }) => failure = Some(e),
+                Some(_) => {}
+            },
         }
     }
     progress.abort();

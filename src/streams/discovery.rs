@@ -83,9 +83,14 @@ pub struct PartitionValue {
 pub struct Discovery<'a> {
     client: &'a PostmarkClient,
     config: &'a Config,
-    servers: tokio::sync::OnceCell<Vec<ServerScope>>,
-    message_streams: tokio::sync::Mutex<HashMap<Option<i64>, Vec<MessageStreamItem>>>,
+    /// Listed once per run; a failed listing is remembered too (`Err`), so the streams running
+    /// beside the one that tried do not each retry it for the whole retry budget.
+    servers: tokio::sync::OnceCell<Listed<ServerScope>>,
+    message_streams: tokio::sync::Mutex<HashMap<Option<i64>, Listed<MessageStreamItem>>>,
 }
+
+/// A listing's items, or `Err` when it failed (reported by the caller that tried).
+type Listed<T> = Result<Vec<T>, ()>;
 
 impl<'a> Discovery<'a> {
     pub fn new(client: &'a PostmarkClient, config: &'a Config) -> Self {
@@ -99,7 +104,20 @@ impl<'a> Discovery<'a> {
 
     /// The servers to sync: the token's own server, or those `servers` picks via the account.
     pub async fn servers(&self) -> Result<&[ServerScope], SyncError> {
-        self.servers.get_or_try_init(|| self.list_servers()).await.map(Vec::as_slice)
+        let mut failure = None;
+        let listed = self
+            .servers
+            .get_or_init(|| async {
+                self.list_servers().await.map_err(|e| {
+                    failure = Some(e);
+                })
+            })
+            .await;
+        match (listed, failure) {
+            (Ok(servers), _) => Ok(servers.as_slice()),
+            (Err(()), Some(e)) => Err(e),
+            (Err(()), None) => Err(SyncError::ListingFailedEarlier { what: "servers" }),
+        }
     }
 
     async fn list_servers(&self) -> Result<Vec<ServerScope>, SyncError> {
@@ -202,7 +220,7 @@ impl<'a> Discovery<'a> {
         // Locked while listing, so that streams starting together ask once.
         let mut message_streams = self.message_streams.lock().await;
         if let std::collections::hash_map::Entry::Vacant(entry) = message_streams.entry(server.id) {
-            let list = self
+            let listed = self
                 .client
                 .get(
                     Auth::Server(&server.token),
@@ -214,10 +232,22 @@ impl<'a> Discovery<'a> {
                 .map_err(|source| SyncError::Listing {
                     what: "message streams (GET /message-streams)",
                     source,
-                })?;
-            entry.insert(list.message_streams);
+                });
+            match listed {
+                Ok(list) => {
+                    entry.insert(Ok(list.message_streams));
+                }
+                Err(e) => {
+                    entry.insert(Err(()));
+                    return Err(e);
+                }
+            }
         }
-        let all = message_streams.get(&server.id).map(Vec::as_slice).unwrap_or_default();
+        let all = match message_streams.get(&server.id) {
+            Some(Ok(all)) => all.as_slice(),
+            Some(Err(())) => return Err(SyncError::ListingFailedEarlier { what: "message streams" }),
+            None => &[],
+        };
         if let Some(wanted) = &self.config.message_streams {
             // Through the account, servers differ; a listed stream must exist on at least the
             // token's own server.

@@ -23,6 +23,10 @@ pub enum SyncError {
         #[source]
         source: ClientError,
     },
+    /// Another stream's listing of the same thing failed (that failure is the one reported):
+    /// a listing is tried once per run, not once per stream.
+    #[error("listing {what} failed earlier in this run")]
+    ListingFailedEarlier { what: &'static str },
     #[error(
         "stream `{stream}`, {at}: {total} records in {source}, more than Postmark's API can page (10,000 per query); \
          rows before this point were loaded and the bookmark stops here"
