@@ -12,15 +12,7 @@ use serde_json::{Value, json};
 fn sync_outbound(env: &Env, start: DateTime<Utc>) -> (Value, String) {
     let cfg = env.config(start, json!({"settle_seconds": 60}));
     let summary = env.path("summary.json");
-    let out = env.run(&[
-        "sync",
-        "--config",
-        cfg.to_str().unwrap_or_default(),
-        "--streams",
-        "messages_outbound",
-        "--summary-json",
-        summary.to_str().unwrap_or_default(),
-    ]);
+    let out = env.sync_streams(&cfg, "messages_outbound", &["--summary-json", summary.to_str().unwrap_or_default()]);
     assert_ok(&out);
     let summary = serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("summary json");
     (summary, String::from_utf8_lossy(&out.stderr).into_owned())
@@ -99,7 +91,7 @@ fn inbound_is_incremental_with_a_lookback() {
     env.fake.with_data(0, |d| d.add_inbound(inbound));
     let start = now - Duration::days(30);
     let cfg = env.config(start, json!({"lookback_days": 3}));
-    let run = || env.run(&["sync", "--config", cfg.to_str().unwrap_or_default(), "--streams", "messages_inbound"]);
+    let run = || env.sync_streams(&cfg, "messages_inbound", &[]);
     assert_ok(&run());
     let db = env.path("postmark.duckdb");
     assert_eq!(scalar(&db, "SELECT count(*) FROM messages_inbound"), 400);
@@ -147,7 +139,7 @@ fn reads_start_an_hour_early_but_load_from_start_date() {
     env.fake
         .add_messages(generate::between(9, "outbound", start - Duration::minutes(50), start + Duration::hours(2), 600));
     let cfg = env.config(start, json!({}));
-    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap_or_default(), "--streams", "messages_outbound"]));
+    assert_ok(&env.sync_streams(&cfg, "messages_outbound", &[]));
     let wanted: std::collections::HashSet<String> = env
         .fake
         .visible_messages()

@@ -22,15 +22,7 @@ fn singer_never_repeats_a_record_within_a_run() {
     let from = Utc::now() - Duration::hours(30);
     let env = Env::with_config(config, generate::between(31, "outbound", from, from + Duration::hours(2), 24_000));
     let cfg = env.config(from - Duration::hours(1), json!({"message_streams": ["outbound"]}));
-    let out = env.run(&[
-        "sync",
-        "--config",
-        cfg.to_str().unwrap_or_default(),
-        "--streams",
-        "messages_outbound",
-        "--dest",
-        "singer",
-    ]);
+    let out = env.sync_streams(&cfg, "messages_outbound", &["--dest", "singer"]);
     assert_ok(&out);
     let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -60,7 +52,7 @@ fn message_streams_lists_archived_ones() {
         fake: fake_postmark::FakePostmark::start(FakeConfig::default(), streams, Vec::new()),
     };
     let cfg = env.config(Utc::now() - Duration::days(1), json!({}));
-    assert_ok(&env.run(&["sync", "--config", cfg.to_str().unwrap_or_default(), "--streams", "message_streams"]));
+    assert_ok(&env.sync_streams(&cfg, "message_streams", &[]));
     let ids = rows(&env.path("postmark.duckdb"), "SELECT id FROM message_streams");
     assert!(ids.contains("spring-2026"), "{ids:?}");
     assert_eq!(ids.len(), 4);
@@ -74,15 +66,7 @@ fn state_files_are_unwrapped_or_refused() {
     let cfg = env.config(two_days_ago(), json!({}));
     let run = |state: &str| {
         std::fs::write(env.path("state.json"), state).expect("write state");
-        env.run(&[
-            "sync",
-            "--config",
-            cfg.to_str().unwrap_or_default(),
-            "--streams",
-            "messages_outbound",
-            "--state",
-            "state.json",
-        ])
+        env.sync_streams(&cfg, "messages_outbound", &["--state", "state.json"])
     };
     for bad in ["[]", r#"{"last_run": "2026-11-30"}"#] {
         let out = run(bad);
@@ -113,7 +97,7 @@ fn a_growing_newest_window_does_not_fail_the_run() {
     let now = Utc::now();
     let env = Env::with_config(config, generate::between(32, "outbound", now - Duration::hours(20), now, 8_000));
     let cfg = env.config(now - Duration::days(1), json!({"message_streams": ["outbound"], "settle_seconds": 60}));
-    let run = || env.run(&["sync", "--config", cfg.to_str().unwrap_or_default(), "--streams", "messages_outbound"]);
+    let run = || env.sync_streams(&cfg, "messages_outbound", &[]);
     for _ in 0..3 {
         assert_ok(&run());
         env.fake.advance_clock(Duration::minutes(2));
@@ -147,13 +131,7 @@ fn reshaped_answers_refuse_wrong_types() {
     ];
     for (stream, matcher, body, named) in cases {
         env.fake.push_faults(matcher, [fake_postmark::Fault::Body(body)]);
-        let out = env.run(&[
-            "sync",
-            "--config",
-            cfg.to_str().unwrap_or_default(),
-            "--streams",
-            &format!("messages_outbound,{stream}"),
-        ]);
+        let out = env.sync_streams(&cfg, &format!("messages_outbound,{stream}"), &[]);
         assert_eq!(out.status.code(), Some(10), "{stream}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().last().unwrap_or_default();
@@ -168,15 +146,7 @@ fn reshaped_answers_refuse_wrong_types() {
 fn a_missing_folder_named_like_a_lock_is_not_locked() {
     let env = Env::new(yesterday_messages(5));
     let cfg = env.config(two_days_ago(), json!({}));
-    let out = env.run(&[
-        "sync",
-        "--config",
-        cfg.to_str().unwrap_or_default(),
-        "--streams",
-        "messages_outbound",
-        "--path",
-        "blocks/pm/pm.duckdb",
-    ]);
+    let out = env.sync_streams(&cfg, "messages_outbound", &["--path", "blocks/pm/pm.duckdb"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocks/pm"), "{}", text(&out));
 }

@@ -69,6 +69,13 @@ impl Env {
             .expect("run postmark-elt")
     }
 
+    /// `sync --config CFG --streams STREAMS` and `extra` arguments.
+    pub fn sync_streams(&self, cfg: &Path, streams: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["sync", "--config", cfg.to_str().unwrap_or_default(), "--streams", streams];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Child {
         Command::new(BIN)
             .args(args)
