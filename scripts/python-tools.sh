@@ -1,11 +1,38 @@
 #!/usr/bin/env bash
-# The Python tools the tests use as a user would: pyarrow (its dataset reader skips only names
-# starting with `.` or `_`, as Spark does). Installed once into a venv outside the clone;
-# prints the venv's python.
+# The Python tools the tests run as users would, each in its own venv outside the clone
+# (their dependencies conflict), installed once with pip and pinned to the versions tested:
+#   pyarrow  pyarrow's dataset reader (it skips names starting with `.` or `_`, as Spark does)
+#   airbyte  PyAirbyte (its DuckDB cache) and the Airbyte protocol models
+#   meltano  Meltano (it installs target-jsonl itself) and maturin (builds the wheel)
+# `python-tools.sh TOOL` prints the python of TOOL's venv; without TOOL it installs all three.
 set -euo pipefail
-venv="${POSTMARK_ELT_PY_VENV:-$HOME/.cache/postmark-elt/py}"
-if ! "$venv/bin/python" -c "import pyarrow.dataset" >/dev/null 2>&1; then
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=14" >&2
+base="${POSTMARK_ELT_PY_VENV:-$HOME/.cache/postmark-elt/py}"
+
+install() {
+  local tool="$1" venv check packages
+  case "$tool" in
+    pyarrow) venv="$base"; check="import pyarrow.dataset"; packages="pyarrow==26.0.1" ;;
+    airbyte) venv="$base-airbyte"; check="import airbyte, airbyte_protocol.models"; packages="airbyte==0.71.3" ;;
+    meltano) venv="$base-meltano"; check="import meltano, maturin"; packages="meltano==4.4.1 maturin==1.16.0" ;;
+    *) echo "python-tools.sh: unknown tool $tool (pyarrow, airbyte or meltano)" >&2; return 2 ;;
+  esac
+  mkdir -p "$(dirname "$base")"
+  # Tests run side by side: one installs, the others wait for it.
+  exec 9>"$venv.lock"
+  flock 9
+  if ! "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
+    echo "python-tools.sh: installing $packages into $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $packages >&2
+  fi
+  exec 9>&-
+  echo "$venv/bin/python"
+}
+
+if [ $# -eq 0 ]; then
+  for tool in pyarrow airbyte meltano; do install "$tool" >/dev/null; done
+else
+  install "$1"
 fi
-echo "$venv/bin/python"

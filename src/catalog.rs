@@ -1,10 +1,12 @@
 //! The Singer catalog: what `discover` prints and what `sync --catalog` reads to select streams.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 use crate::schema::SchemaError;
+use crate::sinks::projection::Deselected;
 use crate::streams::{STREAMS, StreamDef};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,45 @@ pub fn discover() -> Result<Value, SchemaError> {
     Ok(json!({ "streams": streams }))
 }
 
+/// What a catalog selects: streams, and the columns left out of them.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// In the connector's order.
+    pub streams: Vec<&'static StreamDef>,
+    pub deselected: Deselected,
+    /// Streams read from `start_date` whatever the state says (Airbyte's `full_refresh`).
+    pub full_refresh: BTreeSet<String>,
+}
+
+impl Selection {
+    /// These streams, every column.
+    pub fn of(streams: Vec<&'static StreamDef>) -> Self {
+        Selection {
+            streams,
+            ..Selection::default()
+        }
+    }
+}
+
+/// The properties a Singer catalog entry deselects (`"selected": false` on the breadcrumb
+/// `["properties", name]`, as Meltano's `select: ["!stream.field"]` writes). Automatic ones
+/// (key, cursor) cannot be left out, as the Singer spec says.
+fn deselected_properties(entry: &Value) -> BTreeSet<String> {
+    let items = entry["metadata"].as_array().map(Vec::as_slice).unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|item| {
+            let [kind, name] = item["breadcrumb"].as_array()?.as_slice() else {
+                return None;
+            };
+            let metadata = &item["metadata"];
+            let selected = metadata["selected"].as_bool().or_else(|| metadata["selected-by-default"].as_bool());
+            let left_out = kind == "properties" && selected == Some(false) && metadata["inclusion"] != "automatic";
+            left_out.then(|| name.as_str().map(str::to_string)).flatten()
+        })
+        .collect()
+}
+
 fn is_selected(entry: &Value) -> bool {
     let from_metadata = entry["metadata"].as_array().and_then(|items| {
         items
@@ -120,8 +161,8 @@ pub fn named_streams(names: &[String]) -> Result<Vec<&'static StreamDef>, Catalo
     Ok(STREAMS.iter().filter(|d| names.iter().any(|n| n.trim() == d.name)).collect())
 }
 
-/// The streams a catalog file selects, in the connector's order.
-pub fn selected_streams(path: &Path) -> Result<Vec<&'static StreamDef>, CatalogError> {
+/// The streams (and columns) a Singer catalog file selects.
+pub fn selected_streams(path: &Path) -> Result<Selection, CatalogError> {
     let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
         path: path.to_path_buf(),
         source,
@@ -133,12 +174,14 @@ pub fn selected_streams(path: &Path) -> Result<Vec<&'static StreamDef>, CatalogE
     let entries = doc["streams"].as_array().ok_or_else(|| CatalogError::Shape { path: path.to_path_buf() })?;
     let mut unknown = Vec::new();
     let mut selected = Vec::new();
+    let mut deselected = Deselected::new();
     for entry in entries {
         let name = entry["tap_stream_id"].as_str().or_else(|| entry["stream"].as_str()).unwrap_or_default();
         if !STREAMS.iter().any(|d| d.name == name) {
             unknown.push(format!("`{name}`"));
         } else if is_selected(entry) {
             selected.push(name.to_string());
+            deselected.insert(name.to_string(), deselected_properties(entry));
         }
     }
     if !unknown.is_empty() {
@@ -148,7 +191,11 @@ pub fn selected_streams(path: &Path) -> Result<Vec<&'static StreamDef>, CatalogE
             known: STREAMS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "),
         });
     }
-    Ok(STREAMS.iter().filter(|d| selected.iter().any(|s| s == d.name)).collect())
+    Ok(Selection {
+        streams: STREAMS.iter().filter(|d| selected.iter().any(|s| s == d.name)).collect(),
+        deselected,
+        full_refresh: BTreeSet::new(),
+    })
 }
 
 #[cfg(test)]
@@ -168,7 +215,7 @@ mod tests {
 
     fn selected_names(path: &Path, catalog: &Value) -> Vec<&'static str> {
         std::fs::write(path, catalog.to_string()).unwrap();
-        selected_streams(path).unwrap().iter().map(|d| d.name).collect()
+        selected_streams(path).unwrap().streams.iter().map(|d| d.name).collect()
     }
 
     /// docs/streams.md is exactly what `postmark-elt docs` prints: column docs never drift.
@@ -191,6 +238,17 @@ mod tests {
             entry["metadata"][0]["metadata"]["selected"] = json!(on);
         }
         assert_eq!(selected_names(&p, &cat), vec!["bounces", "message_events"]);
+        // Properties: `selected: false` leaves one out; automatic ones (the key) stay.
+        let bounces = cat["streams"].as_array_mut().unwrap().iter_mut().find(|e| e["stream"] == "bounces").unwrap();
+        for item in bounces["metadata"].as_array_mut().unwrap() {
+            if item["breadcrumb"] == json!(["properties", "email"]) || item["breadcrumb"] == json!(["properties", "id"]) {
+                item["metadata"]["selected"] = json!(false);
+            }
+        }
+        std::fs::write(&p, cat.to_string()).unwrap();
+        let selection = selected_streams(&p).unwrap();
+        assert_eq!(selection.deselected["bounces"], BTreeSet::from(["email".to_string()]));
+        assert!(selection.deselected["message_events"].is_empty());
         std::fs::write(&p, r#"{"streams":[{"tap_stream_id":"nope","selected":true}]}"#).unwrap();
         let e = selected_streams(&p).unwrap_err().to_string();
         assert!(e.contains("`nope`") && e.contains("messages_outbound"), "{e}");

@@ -13,7 +13,7 @@ use crate::sinks::DestKind;
     about = "Sync Postmark (transactional email) data into DuckDB, Parquet or Singer, completely and incrementally.",
     long_about = "Sync Postmark (transactional email) data into DuckDB, Parquet or Singer, completely and incrementally.\n\n\
         Without a subcommand it behaves as a Singer tap: `postmark-elt --config c.json [--discover] [--catalog cat.json] [--state s.json]`.",
-    args_conflicts_with_subcommands = true
+    arg_required_else_help = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -56,6 +56,31 @@ pub struct SingerArgs {
     /// State from the previous run.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Describe the connector (name, capabilities, settings) as singer-sdk taps do, and exit.
+    #[arg(long)]
+    pub about: bool,
+    /// Format of `--about`.
+    #[arg(long, value_enum, default_value = "json", requires = "about")]
+    pub format: AboutFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AboutFormat {
+    Json,
+    Markdown,
+}
+
+impl SingerArgs {
+    /// Whether any tap argument was given (they cannot go with a subcommand).
+    pub fn any(&self) -> bool {
+        self.config.is_some() || self.discover || self.catalog.is_some() || self.state.is_some() || self.about
+    }
+}
+
+/// `--streams` takes the connector's stream names only: a typo is a usage error (exit 2) that
+/// lists them.
+fn stream_name() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::streams::STREAMS.iter().map(|d| d.name))
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +115,10 @@ pub enum Command {
         #[arg(long, value_name = "FILE", default_value = "report.html")]
         out: PathBuf,
     },
+    /// The Airbyte protocol: one AirbyteMessage per line on stdout (the `source-postmark`
+    /// binary is this command, for Airbyte's Docker interface and PyAirbyte).
+    #[command(subcommand)]
+    Airbyte(AirbyteCommand),
     /// Print the reference of every stream's columns (Markdown; docs/streams.md).
     Docs,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
@@ -126,7 +155,7 @@ pub struct SyncArgs {
     #[arg(long, value_name = "PATH")]
     pub path: Option<PathBuf>,
     /// Only these streams (comma-separated), instead of a catalog.
-    #[arg(long, value_delimiter = ',', conflicts_with = "catalog", value_name = "NAMES")]
+    #[arg(long, value_delimiter = ',', conflicts_with = "catalog", value_name = "NAMES", value_parser = stream_name())]
     pub streams: Option<Vec<String>>,
     /// Also write the run summary as JSON to this file (written on failure too), for
     /// orchestrators to alert on.
@@ -139,9 +168,47 @@ pub struct SyncArgs {
     /// Progress as a live line when stderr is a terminal (set by main from -q and --log-format).
     #[arg(skip = true)]
     pub live_progress: bool,
+    /// The summary as JSON log lines instead of a table (set from --log-format).
+    #[arg(skip = false)]
+    pub json_logs: bool,
+    /// Streams and columns chosen by a caller (Airbyte's configured catalog) instead of
+    /// `--catalog`/`--streams`.
+    #[arg(skip)]
+    pub selection: Option<crate::catalog::Selection>,
+    /// State handed over by a caller (Airbyte's per-stream state) instead of `--state`.
+    #[arg(skip)]
+    pub state_given: Option<crate::state::State>,
     /// Seconds between progress lines on stderr (when it is not a terminal).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub progress_seconds: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AirbyteCommand {
+    /// SPEC: the config's JSON Schema (tokens marked `airbyte_secret`).
+    Spec,
+    /// CONNECTION_STATUS: the config and the token (GET /server); a failure is a status, exit 0.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// CATALOG: every stream with its sync modes, cursor and primary key.
+    Discover {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// RECORD, per-stream STATE, TRACE and LOG messages of the streams the configured catalog
+    /// selects.
+    Read {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// ConfiguredAirbyteCatalog.
+        #[arg(long, value_name = "FILE")]
+        catalog: PathBuf,
+        /// The per-stream states of the previous run.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

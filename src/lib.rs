@@ -8,11 +8,13 @@
 // per failed run, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod airbyte;
 pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod entry;
 pub mod error;
 #[cfg(feature = "duckdb")]
 pub mod report;

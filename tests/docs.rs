@@ -118,3 +118,23 @@ fn dry_run_plans_the_requests_the_sync_sends() {
         assert!(found, "planned `GET {request}` was never sent");
     }
 }
+
+/// The packaging files name this version: the Airbyte image's label (the platform reads it),
+/// the wheel's (maturin takes it from Cargo.toml), and `--about`.
+#[test]
+fn packaging_carries_the_crate_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    let dockerfile = include_str!("../airbyte/Dockerfile");
+    assert!(
+        dockerfile.contains(&format!("LABEL io.airbyte.version={version}\n")),
+        "airbyte/Dockerfile's io.airbyte.version is not {version}"
+    );
+    let pyproject = include_str!("../pyproject.toml");
+    assert!(
+        pyproject.contains("dynamic = [\"version\"]") && pyproject.contains("bindings = \"bin\""),
+        "{pyproject}"
+    );
+    let about = std::process::Command::new(common::BIN).arg("--about").output().expect("run --about");
+    let about: serde_json::Value = serde_json::from_slice(&about.stdout).expect("--about is JSON");
+    assert_eq!(about["version"], version);
+}

@@ -23,6 +23,8 @@ use crate::streams::{STREAMS, StreamDef};
 use crate::webhooks::install::Installed;
 use crate::webhooks::server::ServeOptions;
 
+mod about;
+mod airbyte;
 mod sync;
 
 use sync::default_path;
@@ -34,38 +36,29 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Discover { config }) => discover(&config),
         Some(Command::Sync(mut args)) => {
             args.live_progress = !cli.quiet && cli.log_format == crate::cli::LogFormat::Text;
+            args.json_logs = cli.log_format == crate::cli::LogFormat::Json;
             sync::run(args).await
         }
-        Some(Command::Webhooks(cmd)) => webhooks(cmd).await,
-        Some(Command::Docs) => {
-            let mut out = std::io::stdout().lock();
-            match out.write_all(catalog::columns_markdown()?.as_bytes()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Stdout(e)),
-                _ => Ok(()),
-            }
-        }
+        Some(Command::Webhooks(cmd)) => webhooks(cmd, cli.log_format == crate::cli::LogFormat::Text).await,
+        Some(Command::Docs) => print(&catalog::columns_markdown()?),
         #[cfg(feature = "duckdb")]
         Some(Command::Report { path, out }) => {
             let html = crate::report::render(&path)?;
             std::fs::write(&out, html).map_err(|source| Error::Sink(sinks::SinkError::Io { path: out.clone(), source }))?;
-            println!("OK: wrote {}", out.display());
-            Ok(())
+            print(&format!("OK: wrote {}\n", out.display()))
         }
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "postmark-elt", &mut std::io::stdout());
-            Ok(())
+            // Generated into memory: clap_complete panics on a failed write, and a closed pipe
+            // must end quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "postmark-elt", &mut script);
+            print(&String::from_utf8_lossy(&script))
         }
         #[cfg(feature = "duckdb")]
-        Some(Command::Query { path, sql }) => {
-            let table = sinks::duckdb::query(&path, &sql)?;
-            let mut out = std::io::stdout().lock();
-            match writeln!(out, "{table}") {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Stdout(e)),
-                _ => Ok(()),
-            }
-        }
+        Some(Command::Query { path, sql }) => print(&format!("{}\n", sinks::duckdb::query(&path, &sql)?)),
+        Some(Command::Airbyte(cmd)) => airbyte::run(cmd).await,
+        None if cli.singer.about => print(&about::render(cli.singer.format)),
         None => {
             // The Singer tap invocation.
             let Some(config) = cli.singer.config else {
@@ -88,20 +81,26 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 progress_seconds: 10,
                 dry_run: false,
                 live_progress: false,
+                json_logs: cli.log_format == crate::cli::LogFormat::Json,
+                selection: None,
+                state_given: None,
             })
             .await
         }
     }
 }
 
-/// Prints JSON on stdout; a closed pipe (`| head`) is not an error.
-fn print_json(value: &Value) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+/// Writes `text` on stdout. A failed write is `Error::Stdout`; `main` ends quietly when the
+/// reader has gone (`| head`).
+pub(crate) fn print(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Stdout(e)),
-        _ => Ok(()),
-    }
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(Error::Stdout)
+}
+
+/// Prints JSON on stdout, pretty.
+fn print_json(value: &Value) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Stdout(e.into()))?;
+    print(&format!("{text}\n"))
 }
 
 fn load_config(path: &Path) -> Result<Config, Error> {
@@ -113,6 +112,14 @@ fn load_config(path: &Path) -> Result<Config, Error> {
 }
 
 async fn check(path: &Path) -> Result<(), Error> {
+    for line in check_connection(path).await? {
+        print(&format!("{line}\n"))?;
+    }
+    Ok(())
+}
+
+/// What `check` finds: a line per token that Postmark accepted.
+async fn check_connection(path: &Path) -> Result<Vec<String>, Error> {
     #[derive(Deserialize)]
     struct Server {
         #[serde(rename = "Name")]
@@ -125,13 +132,14 @@ async fn check(path: &Path) -> Result<(), Error> {
     }
     let config = load_config(path)?;
     let client = PostmarkClient::new(&config)?;
+    let mut found = Vec::new();
     if let Some(token) = &config.server_token {
         let server: Server = client
             .get(Auth::Server(token), "/server", &[], |body| {
                 serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
             })
             .await?;
-        println!("OK: server {}", server.name);
+        found.push(format!("OK: server {}", server.name));
     }
     if config.account_token.is_some() {
         let servers: Servers = client
@@ -139,9 +147,9 @@ async fn check(path: &Path) -> Result<(), Error> {
                 serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
             })
             .await?;
-        println!("OK: account with {} servers", servers.total);
+        found.push(format!("OK: account with {} servers", servers.total));
     }
-    Ok(())
+    Ok(found)
 }
 
 fn discover(path: &Path) -> Result<(), Error> {
@@ -167,7 +175,7 @@ fn server_token(config: &Config) -> Result<&crate::secret::Secret, Error> {
     })
 }
 
-async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
+async fn webhooks(cmd: WebhooksCommand, text_logs: bool) -> Result<(), Error> {
     match cmd {
         WebhooksCommand::Serve {
             config,
@@ -177,10 +185,10 @@ async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
             spool,
         } => {
             let config = load_config(&config)?;
-            if dest == DestKind::Singer {
+            if matches!(dest, DestKind::Singer | DestKind::Airbyte) {
                 return Err(Error::Config(config::ConfigError::Invalid {
                     key: "--dest",
-                    problem: "singer cannot hold webhook events".to_string(),
+                    problem: "a stream of messages on stdout cannot hold webhook events".to_string(),
                     fix: "use --dest duckdb or --dest parquet".to_string(),
                 }));
             }
@@ -201,6 +209,7 @@ async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
                 max_connections: config.webhook_max_connections,
                 read_timeout: config.webhook_read_timeout,
                 sink: config.sink,
+                print_address: text_logs,
             };
             crate::webhooks::server::serve(opts).await.map_err(Error::Serve)
         }
@@ -208,11 +217,12 @@ async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
             let config = load_config(&config)?;
             let secret = webhook_secret(&config)?;
             let client = PostmarkClient::new(&config)?;
-            match crate::webhooks::install::install(&client, server_token(&config)?, &url, &message_stream, &secret).await? {
-                Installed::Created(id) => println!("OK: webhook {id} created for {url} on message stream {message_stream}, every trigger on"),
-                Installed::Updated(id) => println!("OK: webhook {id} for {url} on message stream {message_stream} updated, every trigger on"),
-            }
-            Ok(())
+            print(
+                &match crate::webhooks::install::install(&client, server_token(&config)?, &url, &message_stream, &secret).await? {
+                    Installed::Created(id) => format!("OK: webhook {id} created for {url} on message stream {message_stream}, every trigger on\n"),
+                    Installed::Updated(id) => format!("OK: webhook {id} for {url} on message stream {message_stream} updated, every trigger on\n"),
+                },
+            )
         }
         WebhooksCommand::List { config } => {
             let config = load_config(&config)?;
@@ -223,13 +233,13 @@ async fn webhooks(cmd: WebhooksCommand) -> Result<(), Error> {
                     .as_object()
                     .map(|t| t.iter().filter(|(_, v)| v["Enabled"] == true).map(|(k, _)| k.as_str()).collect())
                     .unwrap_or_default();
-                println!(
-                    "{}\t{}\t{}\t{}",
+                print(&format!(
+                    "{}\t{}\t{}\t{}\n",
                     w["ID"],
                     w["MessageStream"].as_str().unwrap_or("-"),
                     w["Url"].as_str().unwrap_or("-"),
                     on.join(",")
-                );
+                ))?;
             }
             Ok(())
         }

@@ -10,6 +10,11 @@ pub(super) fn default_path(dest: DestKind) -> PathBuf {
 }
 
 pub(super) async fn run(args: SyncArgs) -> Result<(), Error> {
+    run_reporting(args).await.0
+}
+
+/// The sync, and what each partition it completed did.
+pub(super) async fn run_reporting(args: SyncArgs) -> (Result<(), Error>, Vec<PartitionReport>) {
     let started = Instant::now();
     let now = Utc::now();
     let mut reports: Vec<PartitionReport> = Vec::new();
@@ -37,7 +42,7 @@ pub(super) async fn run(args: SyncArgs) -> Result<(), Error> {
             tracing::error!(path = %path.display(), error = %e, "Cannot write the summary file.");
         }
     }
-    result
+    (result, reports)
 }
 
 /// What the summary file reports of the client: requests, retries, and how far Postmark's
@@ -61,12 +66,17 @@ async fn run_sync(
     stats: &mut RunCounters,
 ) -> Result<(), Error> {
     let config = load_config(&args.config)?;
-    let selected: Vec<&'static StreamDef> = match (&args.catalog, &args.streams) {
-        (Some(path), _) => catalog::selected_streams(path)?,
-        (None, Some(names)) => catalog::named_streams(names)?,
-        (None, None) => STREAMS.iter().filter(|d| d.default_selected).collect(),
+    let selection = match (&args.selection, &args.catalog, &args.streams) {
+        (Some(selection), _, _) => selection.clone(),
+        (None, Some(path), _) => catalog::selected_streams(path)?,
+        (None, None, Some(names)) => catalog::Selection::of(catalog::named_streams(names)?),
+        (None, None, None) => catalog::Selection::of(STREAMS.iter().filter(|d| d.default_selected).collect()),
     };
-    let override_state = args.state.as_deref().map(State::load_file).transpose()?;
+    let selected = selection.streams;
+    let override_state = match &args.state_given {
+        Some(state) => Some(state.clone()),
+        None => args.state.as_deref().map(State::load_file).transpose()?,
+    };
     let client = PostmarkClient::new(&config)?;
     let path = args.path.clone().unwrap_or_else(|| default_path(args.dest));
     if args.dry_run {
@@ -79,11 +89,14 @@ async fn run_sync(
         return dry_run(&client, &config, state, now, &selected).await;
     }
     let mut sink = sinks::open(args.dest, &path, config.sink)?;
-    let state = match override_state {
+    let mut state = match override_state {
         Some(s) => s,
         None => sink.load_state()?.unwrap_or_default(),
     };
-    let handle = SinkHandle::spawn(sink);
+    for stream in &selection.full_refresh {
+        state.bookmarks.remove(stream);
+    }
+    let handle = SinkHandle::spawn(sinks::projection::Projected::wrap(sink, selection.deselected));
     let extractor = Extractor::new(&client, &config, &handle, state, now);
     // Progress: on a terminal a live line (indicatif); otherwise (cron, CI, --quiet, JSON logs)
     // a log line every --progress-seconds.
@@ -172,7 +185,7 @@ async fn run_sync(
     drop(extractor);
     // The sink's own error explains a stopped sink better than the extractor's.
     let sink_result = handle.finish();
-    print_summary(reports, &client, started);
+    print_summary(reports, &client, started, args.json_logs);
     *stats = RunCounters {
         requests: client.stats.requests.load(Ordering::Relaxed),
         retries: client.stats.retries.load(Ordering::Relaxed),
@@ -204,8 +217,8 @@ async fn dry_run(client: &PostmarkClient, config: &Config, state: State, now: ch
             ]);
         }
     }
-    let _ = writeln!(std::io::stdout().lock(), "{}", table.trim_fmt());
     drop(extractor);
+    print(&format!("{}\n", table.trim_fmt()))?;
     idle.finish()?;
     Ok(())
 }
@@ -235,7 +248,34 @@ pub(super) fn plain_table(header: &[&str]) -> comfy_table::Table {
     table
 }
 
-pub(super) fn print_summary(reports: &[PartitionReport], client: &PostmarkClient, started: Instant) {
+/// The run's summary on stderr: a table, or with JSON logs one log line per partition and one
+/// for the run (every stderr line is then JSON).
+pub(super) fn print_summary(reports: &[PartitionReport], client: &PostmarkClient, started: Instant, json_logs: bool) {
+    let (records, requests, retries) = (
+        reports.iter().map(|r| r.records).sum::<u64>(),
+        client.stats.requests.load(Ordering::Relaxed),
+        client.stats.retries.load(Ordering::Relaxed),
+    );
+    let elapsed_s = started.elapsed().as_secs_f64();
+    if json_logs {
+        for r in reports {
+            tracing::info!(
+                stream = r.stream,
+                server = r.server,
+                partition = r.partition,
+                records = r.records,
+                windows = r.windows,
+                splits = r.splits,
+                skipped = r.skipped,
+                bookmark_before = fmt_time(r.bookmark_before),
+                bookmark_after = fmt_time(r.bookmark_after),
+                note = r.note,
+                "Stream synced."
+            );
+        }
+        tracing::info!(records, requests, retries, elapsed_s, "Sync summary.");
+        return;
+    }
     let mut table = plain_table(&["stream", "server", "partition", "records", "windows", "splits", "skipped", "bookmark", "note"]);
     for r in reports {
         table.add_row(vec![
@@ -252,12 +292,5 @@ pub(super) fn print_summary(reports: &[PartitionReport], client: &PostmarkClient
     }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{}", table.trim_fmt());
-    let _ = writeln!(
-        err,
-        "records: {}, requests: {}, retries: {}, elapsed: {:.1} s",
-        reports.iter().map(|r| r.records).sum::<u64>(),
-        client.stats.requests.load(Ordering::Relaxed),
-        client.stats.retries.load(Ordering::Relaxed),
-        started.elapsed().as_secs_f64()
-    );
+    let _ = writeln!(err, "records: {records}, requests: {requests}, retries: {retries}, elapsed: {elapsed_s:.1} s");
 }

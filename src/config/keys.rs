@@ -56,7 +56,8 @@ impl Key {
         }
     }
 
-    fn default_text(&self) -> String {
+    /// The default as the docs show it.
+    pub fn default_text(&self) -> String {
         match self.shape {
             Shape::Int { default, .. } => default.to_string(),
             Shape::Url { default } => format!("`{default}`"),
@@ -98,7 +99,8 @@ impl Key {
             Shape::Secret { .. } => Some("password"),
             Shape::Int { .. } => Some("integer"),
             Shape::List | Shape::Servers => Some("array"),
-            Shape::Instant | Shape::Url { .. } => None,
+            Shape::Instant => Some("date_iso8601"),
+            Shape::Url { .. } => Some("string"),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod duckdb;
 mod key_filter;
 pub mod lock;
 pub mod parquet;
+pub mod projection;
 pub mod singer;
 
 use std::path::PathBuf;
@@ -31,6 +32,9 @@ pub enum DestKind {
     Parquet,
     /// Singer SCHEMA/RECORD/STATE messages on stdout.
     Singer,
+    /// Airbyte RECORD/STATE messages on stdout (`postmark-elt airbyte read` only).
+    #[value(skip)]
+    Airbyte,
 }
 
 /// The source of a [`SinkError::Write`].
@@ -323,5 +327,6 @@ pub fn open(kind: DestKind, path: &std::path::Path, options: SinkOptions) -> Res
         }
         DestKind::Parquet => Ok(Box::new(parquet::ParquetSink::open(path)?)),
         DestKind::Singer => Ok(Box::new(singer::SingerSink::stdout())),
+        DestKind::Airbyte => Ok(Box::new(crate::airbyte::sink::AirbyteSink::default())),
     }
 }

@@ -45,6 +45,8 @@ pub struct ServeOptions {
     pub read_timeout: Duration,
     pub merge_every: Duration,
     pub sink: crate::sinks::SinkOptions,
+    /// Print `listening on http://ADDR` on stderr (text logs; JSON logs carry it as `listen`).
+    pub print_address: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +176,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(listen = %local, "Receiving Postmark webhooks.");
     // Printed for scripts that start the receiver on port 0.
-    eprintln!("listening on http://{local}");
+    if opts.print_address {
+        eprintln!("listening on http://{local}");
+    }
     let limits = Limits {
         max_connections: opts.max_connections,
         header_timeout: opts.read_timeout,

@@ -14,6 +14,8 @@ pub mod data;
 pub mod receiver;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_postmark-elt");
+/// `postmark-elt airbyte`, under the name Airbyte's tools run.
+pub const SOURCE_BIN: &str = env!("CARGO_BIN_EXE_source-postmark");
 
 pub struct Env {
     pub dir: TempDir,
@@ -232,14 +234,34 @@ pub fn two_days_ago() -> chrono::DateTime<Utc> {
 
 /// The python of the venv with pyarrow that `scripts/python-tools.sh` installs (once).
 pub fn python_with_pyarrow() -> PathBuf {
+    python_tool("pyarrow")
+}
+
+/// The python of a tool's venv (`pyarrow`, `airbyte` or `meltano`), which
+/// scripts/python-tools.sh installs from PyPI on first use.
+pub fn python_tool(tool: &str) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/python-tools.sh");
-    let out = Command::new("bash").arg(&script).output().expect("run scripts/python-tools.sh");
+    let out = Command::new("bash").arg(&script).arg(tool).output().expect("run scripts/python-tools.sh");
     assert!(
         out.status.success(),
-        "pyarrow is needed (scripts/python-tools.sh installs it with pip): {}",
+        "{tool} is needed (scripts/python-tools.sh {tool} installs it with pip): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Runs a Python script with `args`; panics with its output when it fails.
+pub fn run_python(python: &Path, dir: &Path, script: &str, args: &[&str]) -> String {
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .current_dir(dir)
+        .env("DO_NOT_TRACK", "1")
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "python failed: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Rows of a stream folder as pyarrow's dataset reader (hive partitions) counts them, as Spark

@@ -3,8 +3,8 @@
 //! process into each destination. Prints records/s, requests against the minimum, and peak RSS
 //! (VmHWM of the child), as medians over several runs, then PASS/FAIL per target.
 //!
-//!     cargo run --release --features bench --bin bench            # 100k and 1M records, 5 runs
-//!     cargo run --release --features bench --bin bench -- --quick # 20k and 100k, 1 run
+//!     cargo run --release -p postmark-elt-bench            # 100k and 1M records, 5 runs
+//!     cargo run --release -p postmark-elt-bench -- --quick # 20k and 100k, 1 run
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
