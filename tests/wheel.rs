@@ -132,7 +132,13 @@ fn wheel_installs_and_runs_under_meltano_from_pip_url() {
             .collect();
         names
             .iter()
-            .flat_map(|p| std::fs::read_to_string(p).expect("read output").lines().map(|l| serde_json::from_str(l).expect("a JSON row")).collect::<Vec<Value>>())
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .expect("read output")
+                    .lines()
+                    .map(|l| serde_json::from_str(l).expect("a JSON row"))
+                    .collect::<Vec<Value>>()
+            })
             .collect()
     };
     let messages = lines("messages_outbound");
