@@ -211,6 +211,28 @@ pub enum AirbyteCommand {
     },
 }
 
+impl SyncArgs {
+    /// A sync of the default selection into `dest`, with no summary file and no live progress:
+    /// the Singer and Airbyte invocations start from it.
+    pub fn new(config: PathBuf, dest: DestKind) -> Self {
+        SyncArgs {
+            config,
+            catalog: None,
+            state: None,
+            dest,
+            path: None,
+            streams: None,
+            summary_json: None,
+            dry_run: false,
+            live_progress: false,
+            json_logs: false,
+            selection: None,
+            state_given: None,
+            progress_seconds: 10,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCommand {
     /// Run the receiver: every event is on disk before the 200, and merged into the destination

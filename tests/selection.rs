@@ -39,18 +39,10 @@ fn catalog_leaving_out(env: &Env) -> String {
 
 fn parquet_columns(dir: &Path) -> HashSet<String> {
     let mut columns = HashSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                let file = std::fs::File::open(&path).expect("open parquet");
-                let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet footer");
-                columns.extend(builder.schema().fields().iter().map(|f| f.name().clone()));
-            }
-        }
+    for path in parquet_files(dir) {
+        let file = std::fs::File::open(&path).expect("open parquet");
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet footer");
+        columns.extend(builder.schema().fields().iter().map(|f| f.name().clone()));
     }
     columns
 }

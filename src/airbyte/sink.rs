@@ -7,6 +7,7 @@ use std::io::Write;
 use arrow::array::RecordBatch;
 use serde_json::json;
 
+use crate::sinks::singer::stdout_error;
 use crate::sinks::{Sink, SinkError, StreamInfo};
 use crate::state::State;
 
@@ -15,21 +16,6 @@ pub struct AirbyteSink {
     started: BTreeSet<String>,
     /// Records sent since each stream's last STATE (the state's `sourceStats`).
     since_state: BTreeMap<String, u64>,
-}
-
-fn io(e: std::io::Error) -> SinkError {
-    SinkError::Io {
-        path: "<stdout>".into(),
-        source: e,
-    }
-}
-
-fn encoding(stream: &str, e: impl Into<crate::sinks::BoxError>) -> SinkError {
-    SinkError::Write {
-        dest: "airbyte".to_string(),
-        context: format!("encoding rows of {stream}"),
-        source: e.into(),
-    }
 }
 
 impl Sink for AirbyteSink {
@@ -41,7 +27,7 @@ impl Sink for AirbyteSink {
     fn begin_stream(&mut self, stream: &StreamInfo) -> Result<(), SinkError> {
         // Begun once per server; started once.
         if self.started.insert(stream.name.clone()) {
-            super::emit(&[super::protocol::stream_status(&stream.name, "STARTED")]).map_err(io)?;
+            super::emit(&[super::protocol::stream_status(&stream.name, "STARTED")]).map_err(stdout_error)?;
         }
         Ok(())
     }
@@ -55,15 +41,6 @@ impl Sink for AirbyteSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(batch.num_rows() * 512);
-        {
-            let mut writer = arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, arrow::json::writer::JsonArray>(&mut rows);
-            writer.write(batch).map_err(|e| encoding(stream, e))?;
-            writer.finish().map_err(|e| encoding(stream, e))?;
-        }
-        let rows: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&rows).map_err(|e| encoding(stream, e))?;
         let prefix = format!(
             "{{\"type\":\"RECORD\",\"record\":{{\"stream\":{},\"emitted_at\":{},\"data\":",
             json!(stream),
@@ -71,13 +48,13 @@ impl Sink for AirbyteSink {
         );
         // The whole batch under one lock: log lines go between batches, never inside a line.
         let mut out = super::out();
-        for row in &rows {
+        let rows = crate::sinks::singer::for_each_json_row("airbyte", stream, batch, |row| {
             out.write_all(prefix.as_bytes())
-                .and_then(|()| out.write_all(row.get().as_bytes()))
+                .and_then(|()| out.write_all(row.as_bytes()))
                 .and_then(|()| out.write_all(b"}}\n"))
-                .map_err(io)?;
-        }
-        *self.since_state.entry(stream.to_string()).or_default() += rows.len() as u64;
+                .map_err(stdout_error)
+        })?;
+        *self.since_state.entry(stream.to_string()).or_default() += rows as u64;
         Ok(())
     }
 
@@ -90,14 +67,14 @@ impl Sink for AirbyteSink {
             .iter()
             .map(|s| super::protocol::stream_state(s, state, self.since_state.remove(s).unwrap_or(0)))
             .collect();
-        super::emit(&messages).map_err(io)
+        super::emit(&messages).map_err(stdout_error)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        super::out().flush().map_err(io)
+        super::out().flush().map_err(stdout_error)
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        super::out().flush().map_err(io)
+        super::out().flush().map_err(stdout_error)
     }
 }

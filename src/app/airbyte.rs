@@ -26,20 +26,11 @@ async fn read(config: PathBuf, catalog: PathBuf, state: Option<PathBuf>) -> Resu
     let state = state.as_deref().map(protocol::read_state).transpose()?;
     let streams: Vec<&'static str> = selection.streams.iter().map(|d| d.name).collect();
     let (result, reports) = sync::run_reporting(SyncArgs {
-        config,
-        catalog: None,
-        state: None,
-        dest: DestKind::Airbyte,
-        path: None,
-        streams: None,
-        summary_json: None,
-        progress_seconds: 10,
-        dry_run: false,
-        live_progress: false,
         // The summary as log lines, which are LOG messages here.
         json_logs: true,
         selection: Some(selection),
         state_given: Some(state.unwrap_or_default()),
+        ..SyncArgs::new(config, DestKind::Airbyte)
     })
     .await;
     // A stream is complete when it reported; after a failure the others are not.

@@ -71,19 +71,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 return discover(&config);
             }
             sync::run(SyncArgs {
-                config,
                 catalog: cli.singer.catalog,
                 state: cli.singer.state,
-                dest: DestKind::Singer,
-                path: None,
-                streams: None,
-                summary_json: None,
-                progress_seconds: 10,
-                dry_run: false,
-                live_progress: false,
                 json_logs: cli.log_format == crate::cli::LogFormat::Json,
-                selection: None,
-                state_given: None,
+                ..SyncArgs::new(config, DestKind::Singer)
             })
             .await
         }

@@ -12,6 +12,36 @@ use serde_json::json;
 use crate::sinks::{Sink, SinkError, StreamInfo};
 use crate::state::State;
 
+/// A failed write to stdout.
+pub(crate) fn stdout_error(e: std::io::Error) -> SinkError {
+    SinkError::Io {
+        path: "<stdout>".into(),
+        source: e,
+    }
+}
+
+/// Calls `f` with each row of `batch` as a JSON object (arrow-json, nulls written out), for the
+/// sinks that wrap rows in messages on stdout; returns the number of rows.
+pub(crate) fn for_each_json_row(dest: &str, stream: &str, batch: &RecordBatch, mut f: impl FnMut(&str) -> Result<(), SinkError>) -> Result<usize, SinkError> {
+    let encoding = |e: crate::sinks::BoxError| SinkError::Write {
+        dest: dest.to_string(),
+        context: format!("encoding rows of {stream}"),
+        source: e,
+    };
+    // arrow-json writes the rows as one JSON array; each element is handed on by itself.
+    let mut buf = Vec::with_capacity(batch.num_rows() * 512);
+    {
+        let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut buf);
+        writer.write(batch).map_err(|e| encoding(e.into()))?;
+        writer.finish().map_err(|e| encoding(e.into()))?;
+    }
+    let rows: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&buf).map_err(|e| encoding(e.into()))?;
+    for row in &rows {
+        f(row.get())?;
+    }
+    Ok(rows.len())
+}
+
 pub struct SingerSink<W: Write + Send> {
     out: W,
 }
@@ -27,18 +57,11 @@ impl<W: Write + Send> SingerSink<W> {
         SingerSink { out }
     }
 
-    fn io(&self, e: std::io::Error) -> SinkError {
-        SinkError::Io {
-            path: "<stdout>".into(),
-            source: e,
-        }
-    }
-
     fn line(&mut self, value: &serde_json::Value) -> Result<(), SinkError> {
         serde_json::to_writer(&mut self.out, value)
             .map_err(std::io::Error::from)
             .and_then(|()| self.out.write_all(b"\n"))
-            .map_err(|e| self.io(e))
+            .map_err(stdout_error)
     }
 
     #[cfg(test)]
@@ -76,49 +99,29 @@ impl<W: Write + Send> Sink for SingerSink<W> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        // arrow-json writes the rows as one JSON array; each element is wrapped as a RECORD.
-        let mut buf = Vec::with_capacity(batch.num_rows() * 512);
-        {
-            let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut buf);
-            writer.write(batch).map_err(|e| SinkError::Write {
-                dest: "singer".to_string(),
-                context: format!("encoding rows of {stream}"),
-                source: e.into(),
-            })?;
-            writer.finish().map_err(|e| SinkError::Write {
-                dest: "singer".to_string(),
-                context: format!("encoding rows of {stream}"),
-                source: e.into(),
-            })?;
-        }
-        let rows: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&buf).map_err(|e| SinkError::Write {
-            dest: "singer".to_string(),
-            context: format!("encoding rows of {stream}"),
-            source: e.into(),
-        })?;
         let prefix = format!("{{\"type\":\"RECORD\",\"stream\":{},\"record\":", json!(stream));
         let suffix = format!(",\"time_extracted\":\"{}\"}}\n", Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true));
-        for row in rows {
-            self.out
-                .write_all(prefix.as_bytes())
-                .and_then(|()| self.out.write_all(row.get().as_bytes()))
-                .and_then(|()| self.out.write_all(suffix.as_bytes()))
-                .map_err(|e| self.io(e))?;
-        }
+        let out = &mut self.out;
+        for_each_json_row("singer", stream, batch, |row| {
+            out.write_all(prefix.as_bytes())
+                .and_then(|()| out.write_all(row.as_bytes()))
+                .and_then(|()| out.write_all(suffix.as_bytes()))
+                .map_err(stdout_error)
+        })?;
         Ok(())
     }
 
     fn commit(&mut self, _stream: Option<&str>, state: &State) -> Result<(), SinkError> {
         self.line(&json!({"type": "STATE", "value": state}))?;
-        self.out.flush().map_err(|e| self.io(e))
+        self.out.flush().map_err(stdout_error)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|e| self.io(e))
+        self.out.flush().map_err(stdout_error)
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|e| self.io(e))
+        self.out.flush().map_err(stdout_error)
     }
 }
 

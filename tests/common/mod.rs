@@ -183,27 +183,36 @@ pub fn assert_same(loaded: &HashSet<String>, expected: &HashSet<String>, what: &
 /// Values of one string column across every Parquet file of a stream folder (hive partitions).
 pub fn parquet_strings(dir: &Path, stream: &str, column: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.join(stream)];
+    for path in parquet_files(&dir.join(stream)) {
+        let file = std::fs::File::open(&path).expect("open parquet");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet footer")
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let col = postmark_elt::streams::extract::string_column(&batch, column).expect("column");
+            out.extend(col.iter().map(|v| v.unwrap_or_default().to_string()));
+        }
+    }
+    out
+}
+
+/// Every `.parquet` file under `dir`, at any depth.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).expect("read dir") {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "parquet") {
-                let file = std::fs::File::open(&path).expect("open parquet");
-                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .expect("parquet footer")
-                    .build()
-                    .expect("reader");
-                for batch in reader {
-                    let batch = batch.expect("batch");
-                    let col = postmark_elt::streams::extract::string_column(&batch, column).expect("column");
-                    out.extend(col.iter().map(|v| v.unwrap_or_default().to_string()));
-                }
+                files.push(path);
             }
         }
     }
-    out
+    files
 }
 
 /// Kills `child` (SIGKILL) as soon as `ready()` holds (checked every 10 ms), or after `timeout_ms`.
