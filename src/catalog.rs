@@ -152,25 +152,37 @@ pub fn named_streams(names: &[String]) -> Result<Vec<&'static StreamDef>, Catalo
         .map(|n| format!("`{}`", n.trim()))
         .collect();
     if !unknown.is_empty() {
-        return Err(CatalogError::UnknownStreams {
-            path: PathBuf::from("--streams"),
-            names: unknown.join(", "),
-            known: STREAMS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "),
-        });
+        return Err(CatalogError::unknown_streams(Path::new("--streams"), unknown.join(", ")));
     }
     Ok(STREAMS.iter().filter(|d| names.iter().any(|n| n.trim() == d.name)).collect())
 }
 
-/// The streams (and columns) a Singer catalog file selects.
-pub fn selected_streams(path: &Path) -> Result<Selection, CatalogError> {
+/// A catalog file's JSON (Singer's, or Airbyte's configured catalog).
+pub(crate) fn read_json(path: &Path) -> Result<Value, CatalogError> {
     let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let doc: Value = serde_json::from_str(&text).map_err(|source| CatalogError::Json {
+    serde_json::from_str(&text).map_err(|source| CatalogError::Json {
         path: path.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+impl CatalogError {
+    /// `names` (already quoted, comma-separated) are not streams of this connector.
+    pub(crate) fn unknown_streams(path: &Path, names: String) -> Self {
+        CatalogError::UnknownStreams {
+            path: path.to_path_buf(),
+            names,
+            known: STREAMS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "),
+        }
+    }
+}
+
+/// The streams (and columns) a Singer catalog file selects.
+pub fn selected_streams(path: &Path) -> Result<Selection, CatalogError> {
+    let doc = read_json(path)?;
     let entries = doc["streams"].as_array().ok_or_else(|| CatalogError::Shape { path: path.to_path_buf() })?;
     let mut unknown = Vec::new();
     let mut selected = Vec::new();
@@ -185,11 +197,7 @@ pub fn selected_streams(path: &Path) -> Result<Selection, CatalogError> {
         }
     }
     if !unknown.is_empty() {
-        return Err(CatalogError::UnknownStreams {
-            path: path.to_path_buf(),
-            names: unknown.join(", "),
-            known: STREAMS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "),
-        });
+        return Err(CatalogError::unknown_streams(path, unknown.join(", ")));
     }
     Ok(Selection {
         streams: STREAMS.iter().filter(|d| selected.iter().any(|s| s == d.name)).collect(),

@@ -74,27 +74,12 @@ pub fn error_trace(e: &Error) -> Value {
     }}})
 }
 
-fn read_json(path: &Path) -> Result<Value, CatalogError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| CatalogError::Json {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// The streams of a ConfiguredAirbyteCatalog; columns missing from a stream's `json_schema`
 /// are left out (Airbyte's column selection), `full_refresh` ones read from `start_date`.
 pub fn configured_catalog(path: &Path) -> Result<Selection, CatalogError> {
-    let doc = read_json(path)?;
+    let doc = crate::catalog::read_json(path)?;
     let entries = doc["streams"].as_array().ok_or_else(|| CatalogError::Shape { path: path.to_path_buf() })?;
-    let unknown = |name: &str| CatalogError::UnknownStreams {
-        path: path.to_path_buf(),
-        names: format!("`{name}`"),
-        known: STREAMS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "),
-    };
+    let unknown = |name: &str| CatalogError::unknown_streams(path, format!("`{name}`"));
     let mut names = BTreeSet::new();
     let (mut deselected, mut full_refresh) = (Deselected::new(), BTreeSet::new());
     for entry in entries {
