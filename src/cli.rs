@@ -108,9 +108,8 @@ pub enum Command {
     /// platform and by client) from a synced DuckDB file.
     #[cfg(feature = "duckdb")]
     Report {
-        /// DuckDB file.
-        #[arg(long, value_name = "PATH", default_value = "postmark.duckdb")]
-        path: PathBuf,
+        #[command(flatten)]
+        db: ReadArgs,
         /// HTML file to write.
         #[arg(long, value_name = "FILE", default_value = "report.html")]
         out: PathBuf,
@@ -129,12 +128,31 @@ pub enum Command {
     /// Run a SQL query on a synced DuckDB file and print the result as a table.
     #[cfg(feature = "duckdb")]
     Query {
-        /// DuckDB file.
-        #[arg(long, value_name = "PATH", default_value = "postmark.duckdb")]
-        path: PathBuf,
+        #[command(flatten)]
+        db: ReadArgs,
         /// One SQL statement, e.g. "SELECT count(*) FROM messages_outbound".
         sql: String,
     },
+}
+
+/// The DuckDB file a reader opens (read-only, while syncs may run).
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// DuckDB file.
+    #[arg(long, value_name = "PATH", default_value = "postmark.duckdb")]
+    pub path: PathBuf,
+    /// The schema the sync wrote (the config's `schema`).
+    #[arg(long, value_name = "NAME", default_value = "main")]
+    pub schema: String,
+    /// How long to wait while a sync commits into the file.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::config::keys::LOCK_TIMEOUT_SECONDS.default_int() as u64)]
+    pub lock_timeout_seconds: u64,
+}
+
+impl ReadArgs {
+    pub fn lock_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lock_timeout_seconds)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -53,7 +53,7 @@ pub enum ErrorKind {
     Data,
     /// The destination could not be written.
     Destination,
-    /// Another run holds the destination.
+    /// Another run holds the destination, or a reader held the DuckDB file past lock_timeout_seconds.
     Locked,
     /// A bug or an environment problem.
     Internal,
@@ -81,7 +81,7 @@ impl ErrorKind {
 
 fn sink_kind(e: &SinkError) -> ErrorKind {
     match e {
-        SinkError::Locked { .. } => ErrorKind::Locked,
+        SinkError::Locked { .. } | SinkError::HeldOpen { .. } => ErrorKind::Locked,
         SinkError::State(_) => ErrorKind::Input,
         SinkError::DuckdbDisabled => ErrorKind::Config,
         _ => ErrorKind::Destination,

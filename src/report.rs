@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use duckdb::{AccessMode, Config, Connection};
+use duckdb::Connection;
 
 use crate::sinks::SinkError;
 
@@ -130,17 +130,9 @@ fn svg(chart: &Chart) -> String {
 }
 
 /// Renders the report of the database at `db` as one HTML page.
-pub fn render(db: &Path) -> Result<String, SinkError> {
-    if !db.exists() {
-        return Err(fail(db, "opening", "no such file; run `postmark-elt sync` first"));
-    }
-    let config = Config::default()
-        .access_mode(AccessMode::ReadOnly)
-        .and_then(|c| c.enable_autoload_extension(false))
-        .map_err(|e| fail(db, "configuring", e))?;
-    let dest = format!("DuckDB database {}", db.display());
-    let _reading = crate::sinks::lock::DestinationLock::shared(&crate::sinks::lock::lock_path(db, false), &dest)?;
-    let conn = Connection::open_with_flags(db, config).map_err(|e| fail(db, "opening", e))?;
+pub fn render(args: &crate::cli::ReadArgs) -> Result<String, SinkError> {
+    let db = args.path.as_path();
+    let conn = crate::sinks::duckdb::read_only(db, &args.schema, args.lock_timeout())?;
     let charts = [
         chart(
             &conn,

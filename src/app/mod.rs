@@ -42,8 +42,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Webhooks(cmd)) => webhooks(cmd, cli.log_format == crate::cli::LogFormat::Text).await,
         Some(Command::Docs) => print(&catalog::columns_markdown()?),
         #[cfg(feature = "duckdb")]
-        Some(Command::Report { path, out }) => {
-            let html = crate::report::render(&path)?;
+        Some(Command::Report { db, out }) => {
+            let html = crate::report::render(&db)?;
             std::fs::write(&out, html).map_err(|source| Error::Sink(sinks::SinkError::Io { path: out.clone(), source }))?;
             print(&format!("OK: wrote {}\n", out.display()))
         }
@@ -56,7 +56,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             print(&String::from_utf8_lossy(&script))
         }
         #[cfg(feature = "duckdb")]
-        Some(Command::Query { path, sql }) => print(&format!("{}\n", sinks::duckdb::query(&path, &sql)?)),
+        Some(Command::Query { db, sql }) => print(&format!("{}\n", sinks::duckdb::query(&db.path, &db.schema, db.lock_timeout(), &sql)?)),
         Some(Command::Airbyte(cmd)) => airbyte::run(cmd).await,
         None if cli.singer.about => print(&about::render(cli.singer.format)),
         None => {
@@ -199,7 +199,7 @@ async fn webhooks(cmd: WebhooksCommand, text_logs: bool) -> Result<(), Error> {
                 merge_every: config.webhook_merge_interval,
                 max_connections: config.webhook_max_connections,
                 read_timeout: config.webhook_read_timeout,
-                sink: config.sink,
+                sink: config.sink.clone(),
                 print_address: text_logs,
             };
             crate::webhooks::server::serve(opts).await.map_err(Error::Serve)

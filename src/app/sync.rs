@@ -83,12 +83,12 @@ async fn run_sync(
         // Reads the stored state if there is one; creates nothing.
         let state = match override_state {
             Some(s) => s,
-            None if path.exists() => sinks::open(args.dest, &path, config.sink)?.load_state()?.unwrap_or_default(),
+            None if path.exists() => sinks::open(args.dest, &path, config.sink.clone())?.load_state()?.unwrap_or_default(),
             None => State::default(),
         };
         return dry_run(&client, &config, state, now, &selected).await;
     }
-    let mut sink = sinks::open(args.dest, &path, config.sink)?;
+    let mut sink = sinks::open(args.dest, &path, config.sink.clone())?;
     let mut state = match override_state {
         Some(s) => s,
         None => sink.load_state()?.unwrap_or_default(),
@@ -96,7 +96,7 @@ async fn run_sync(
     for stream in &selection.full_refresh {
         state.bookmarks.remove(stream);
     }
-    let handle = SinkHandle::spawn(sinks::projection::Projected::wrap(sink, selection.deselected));
+    let handle = SinkHandle::spawn(sinks::projection::Projected::wrap(sink, selection.deselected, config.sink.columns.clone()));
     let extractor = Extractor::new(&client, &config, &handle, state, now);
     // Progress: on a terminal a live line (indicatif); otherwise (cron, CI, --quiet, JSON logs)
     // a log line every --progress-seconds.

@@ -21,6 +21,12 @@ pub enum Shape {
     List,
     /// `"all"` or a list of server names or IDs.
     Servers,
+    /// `"all"` or a list of strings.
+    AllOrList,
+    /// An SQL identifier (letters, digits, `_`; not starting with a digit).
+    Name,
+    /// Per stream, the columns to drop and to hash: `{"stream": {"drop": [...], "hash": [...]}}`.
+    Columns,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +94,19 @@ impl Key {
             Shape::Int { min, max, default } => json!({"type": "integer", "minimum": min, "maximum": max, "default": default}),
             Shape::List => json!({"type": "array", "items": {"type": "string"}, "minItems": 1}),
             Shape::Servers => json!({"oneOf": [{"const": "all"}, {"type": "array", "items": {"type": ["string", "integer"]}}]}),
+            Shape::AllOrList => json!({"oneOf": [{"const": "all"}, {"type": "array", "items": {"type": "string"}}]}),
+            Shape::Name => json!({"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "default": self.default}),
+            Shape::Columns => json!({
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "drop": {"type": "array", "items": {"type": "string"}},
+                        "hash": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "additionalProperties": false,
+                },
+            }),
         };
         s["description"] = json!(self.description);
         s
@@ -98,9 +117,10 @@ impl Key {
         match self.shape {
             Shape::Secret { .. } => Some("password"),
             Shape::Int { .. } => Some("integer"),
-            Shape::List | Shape::Servers => Some("array"),
+            Shape::List | Shape::Servers | Shape::AllOrList => Some("array"),
             Shape::Instant => Some("date_iso8601"),
-            Shape::Url { .. } => Some("string"),
+            Shape::Url { .. } | Shape::Name => Some("string"),
+            Shape::Columns => Some("object"),
         }
     }
 }
@@ -242,6 +262,37 @@ pub const COMMIT_INTERVAL_SECONDS: Key = Key::int(
     10,
     "DuckDB: longest time between durable commits during a sync (also every 491,520 rows, and at the end); a crash loses at most this much work, which the next run reads again",
 );
+pub const LOCK_TIMEOUT_SECONDS: Key = Key::int(
+    "lock_timeout_seconds",
+    0,
+    86_400,
+    120,
+    "DuckDB: how long a commit waits for another program (a notebook, the DuckDB CLI) to close the file before the sync fails with exit 8; the file is open only while a commit runs, so readers can query between commits",
+);
+pub const SCHEMA: Key = Key::new(
+    "schema",
+    Shape::Name,
+    "main",
+    "DuckDB: the schema the tables, the state and the models go in; give each Postmark account its own to share one file",
+);
+pub const STATS_TAGS: Key = Key::new(
+    "stats_tags",
+    Shape::AllOrList,
+    "",
+    "also read every stats stream per tag: a list of tags, or \"all\" for the tags seen in messages_outbound; rows get the `tag` (null for the total over all tags)",
+);
+pub const COLUMNS: Key = Key::new(
+    "columns",
+    Shape::Columns,
+    "",
+    "per stream, columns to `drop` and to `hash` (salted SHA-256, hex), in every destination, e.g. {\"messages_outbound\": {\"drop\": [\"subject\"], \"hash\": [\"to.email\", \"recipients\"]}}; `a.b` is field `b` of the structs in `a`",
+);
+pub const COLUMN_HASH_SALT: Key = Key::new(
+    "column_hash_salt",
+    Shape::Secret { min_len: 16 },
+    "",
+    "the salt of `hash` columns (or set POSTMARK_ELT_HASH_SALT); keep it secret and unchanged, or hashes stop joining with older rows",
+);
 
 /// Every key, in the order the docs list them.
 pub const KEYS: &[Key] = &[
@@ -271,6 +322,11 @@ pub const KEYS: &[Key] = &[
     WEBHOOK_READ_TIMEOUT_SECONDS,
     DUCKDB_MEMORY_LIMIT_MB,
     COMMIT_INTERVAL_SECONDS,
+    LOCK_TIMEOUT_SECONDS,
+    SCHEMA,
+    STATS_TAGS,
+    COLUMNS,
+    COLUMN_HASH_SALT,
 ];
 
 /// The config's JSON Schema (`postmark-elt spec`).

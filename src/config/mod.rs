@@ -10,6 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::secret::Secret;
+use crate::sinks::columns::{ColumnPolicy, ColumnRules};
 
 pub mod keys;
 #[cfg(test)]
@@ -22,6 +23,8 @@ use values::*;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.postmarkapp.com";
 pub const TOKEN_ENV: &str = "POSTMARK_SERVER_TOKEN";
+/// Where the salt of hashed columns may come from instead of the config file.
+pub const HASH_SALT_ENV: &str = "POSTMARK_ELT_HASH_SALT";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -265,6 +268,9 @@ impl Config {
                 sink: crate::sinks::SinkOptions {
                     commit_interval: Duration::from_secs(int_in(map, &keys::COMMIT_INTERVAL_SECONDS)? as u64),
                     duckdb_memory_limit_mb: int_in(map, &keys::DUCKDB_MEMORY_LIMIT_MB)? as u32,
+                    lock_timeout: Duration::from_secs(int_in(map, &keys::LOCK_TIMEOUT_SECONDS)? as u64),
+                    duckdb_schema: parse_name(map, &keys::SCHEMA)?,
+                    columns: parse_columns(map)?,
                 },
             },
             warnings,

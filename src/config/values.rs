@@ -22,6 +22,92 @@ pub(super) fn parse_servers(map: &BTreeMap<String, Value>) -> Result<Option<Serv
     }
 }
 
+/// The `columns` rules and their salt, checked against the streams' schemas.
+pub(super) fn parse_columns(map: &BTreeMap<String, Value>) -> Result<ColumnPolicy, ConfigError> {
+    let fix = "write e.g. {\"messages_outbound\": {\"drop\": [\"subject\"], \"hash\": [\"to.email\", \"recipients\"]}}";
+    let salt = opt_string(map, "column_hash_salt")?
+        .or_else(|| std::env::var(HASH_SALT_ENV).ok())
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
+    if salt.as_ref().is_some_and(|s| s.expose().len() < keys::COLUMN_HASH_SALT.min_len()) {
+        return Err(invalid(
+            "column_hash_salt",
+            &format!("is shorter than {} characters", keys::COLUMN_HASH_SALT.min_len()),
+            "use a long random value, e.g. the output of `openssl rand -hex 32`",
+        ));
+    }
+    let mut policy = ColumnPolicy {
+        streams: BTreeMap::new(),
+        salt,
+    };
+    let Some(value) = map.get("columns").filter(|v| !v.is_null()) else {
+        return Ok(policy);
+    };
+    let Value::Object(streams) = value else {
+        return Err(invalid("columns", &format!("is a JSON {}, not an object", json_kind(value)), fix));
+    };
+    for (stream, rules) in streams {
+        let Value::Object(rules) = rules else {
+            return Err(invalid("columns", &format!("`{stream}` is not an object of `drop` and `hash`"), fix));
+        };
+        let mut parsed = ColumnRules::default();
+        for (verb, list) in rules {
+            let target = match verb.as_str() {
+                "drop" => &mut parsed.drop,
+                "hash" => &mut parsed.hash,
+                other => return Err(invalid("columns", &format!("`{stream}` has `{other}`; only `drop` and `hash` are known"), fix)),
+            };
+            let Some(items) = list.as_array() else {
+                return Err(invalid("columns", &format!("`{stream}.{verb}` is not a list"), fix));
+            };
+            for item in items {
+                match item.as_str() {
+                    Some(name) if !name.is_empty() => target.insert(name.to_string()),
+                    _ => return Err(invalid("columns", &format!("`{stream}.{verb}` holds {item}, not a column name"), fix)),
+                };
+            }
+        }
+        policy.streams.insert(stream.clone(), parsed);
+    }
+    for stream in policy.streams.keys() {
+        let (schema, key, cursor) = if let Some(def) = crate::streams::find(stream) {
+            let key = def.primary_key.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+            (def.schema().map(|s| s.arrow_schema()), key, def.replication_key())
+        } else if let Some(t) = crate::webhooks::table(stream) {
+            (
+                t.schema().map(|s| s.arrow_schema()),
+                t.primary_key.iter().map(|k| k.to_string()).collect(),
+                None,
+            )
+        } else {
+            return Err(invalid(
+                "columns",
+                &format!("names `{stream}`, which is not a stream"),
+                "use a name from `postmark-elt discover` or a webhook table",
+            ));
+        };
+        let schema = schema.map_err(|e| invalid("columns", &e.to_string(), "report this as a bug in postmark-elt"))?;
+        policy
+            .check(stream, &schema, &key, cursor)
+            .map_err(|problem| invalid("columns", &problem, "fix the rule; `postmark-elt docs` lists every stream's columns"))?;
+    }
+    Ok(policy)
+}
+
+/// An SQL identifier, or the key's default.
+pub(super) fn parse_name(map: &BTreeMap<String, Value>, key: &Key) -> Result<String, ConfigError> {
+    let fix = format!("use letters, digits and _, not starting with a digit, e.g. \"{}\": \"postmark_shop\"", key.name);
+    match map.get(key.name) {
+        None | Some(Value::Null) => Ok(key.default.to_string()),
+        Some(Value::String(s))
+            if s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            Ok(s.clone())
+        }
+        Some(other) => Err(invalid(key.name, &format!("is {other}, not a plain SQL name"), &fix)),
+    }
+}
+
 pub(super) fn invalid(key: &'static str, problem: &str, fix: &str) -> ConfigError {
     ConfigError::Invalid {
         key,

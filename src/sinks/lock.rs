@@ -1,9 +1,9 @@
 //! The advisory lock every destination holds while a run writes it (an exclusive `flock` on a
-//! lock file beside it), and readers (`query`, `report`) hold shared. "Locked" is known from
-//! this lock alone, never from the text of another error.
+//! lock file beside it): one sync or webhook merge at a time. Readers do not take it; DuckDB's
+//! own file lock is what they wait for (`duckdb::open`). "Locked" is known from this lock alone,
+//! never from the text of another error.
 
 use std::fs::File;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::sinks::SinkError;
@@ -35,23 +35,6 @@ impl DestinationLock {
         let outcome = file.try_lock();
         held(file, outcome, path, dest)
     }
-
-    /// A reader's lock: fails with [`SinkError::Locked`] while a run writes. `None` when no run
-    /// ever wrote here (no lock file), so a reader creates nothing.
-    pub fn shared(path: &Path, dest: &str) -> Result<Option<Self>, SinkError> {
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(SinkError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
-        let outcome = file.try_lock_shared();
-        held(file, outcome, path, dest).map(Some)
-    }
 }
 
 /// The lock, or why it was not taken: another run holds it, or the lock file failed.
@@ -70,21 +53,16 @@ fn held(file: File, outcome: Result<(), std::fs::TryLockError>, path: &Path, des
 mod tests {
     use super::*;
 
-    /// One writer at a time; readers wait for none but a writer; a missing folder is an I/O
-    /// error naming the path, not "locked".
+    /// One writer at a time; a missing folder is an I/O error naming the path, not "locked".
     #[test]
-    fn writers_exclude_writers_and_readers() {
+    fn writers_exclude_writers() {
         let dir = tempfile::tempdir().unwrap();
         let lock = lock_path(&dir.path().join("blocks.duckdb"), false);
         assert!(lock.ends_with("blocks.duckdb.lock"));
-        assert!(DestinationLock::shared(&lock, "d").unwrap().is_none(), "no writer yet: nothing to share");
         let writer = DestinationLock::exclusive(&lock, "d").unwrap();
         assert!(matches!(DestinationLock::exclusive(&lock, "d"), Err(SinkError::Locked { .. })));
-        assert!(matches!(DestinationLock::shared(&lock, "d"), Err(SinkError::Locked { .. })));
         drop(writer);
-        let reader = DestinationLock::shared(&lock, "d").unwrap();
-        assert!(reader.is_some());
-        assert!(DestinationLock::shared(&lock, "d").unwrap().is_some(), "readers share");
+        assert!(DestinationLock::exclusive(&lock, "d").is_ok(), "released when dropped");
         let missing = lock_path(&dir.path().join("no/such/folder/locked.duckdb"), false);
         assert!(matches!(DestinationLock::exclusive(&missing, "d"), Err(SinkError::Io { .. })));
     }

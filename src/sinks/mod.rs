@@ -4,6 +4,7 @@
 //! and the state durable together, `finish` closes. A sink runs on its own thread behind a
 //! bounded channel ([`SinkHandle`]), so pages keep downloading while rows are written.
 
+pub mod columns;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 #[cfg(feature = "duckdb")]
@@ -44,6 +45,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum SinkError {
     #[error("{dest} is locked by another run of postmark-elt (or another program); wait for it to finish, or use another --path")]
     Locked { dest: String },
+    #[error(
+        "{dest} is held open by process {pid} (a reader such as the DuckDB CLI or a notebook, or another writer); waited {waited_seconds} s for it to let go: close it there, or raise lock_timeout_seconds"
+    )]
+    HeldOpen { dest: String, pid: i32, waited_seconds: u64 },
     #[error("{dest}: {context}: {source}")]
     Write {
         dest: String,
@@ -298,19 +303,29 @@ pub(crate) fn messages_for_tests() -> (StreamInfo, crate::streams::extract::Page
 }
 
 /// How a destination is opened, from the config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SinkOptions {
     /// The longest time between durable commits, where the destination groups them (DuckDB).
     pub commit_interval: std::time::Duration,
     /// DuckDB's buffer pool cap, in MB (it spills to a temporary directory beyond it).
     pub duckdb_memory_limit_mb: u32,
+    /// How long DuckDB's file may be held by a reader before a commit gives up.
+    pub lock_timeout: std::time::Duration,
+    /// The DuckDB schema the tables go in (`main` unless the config names one).
+    pub duckdb_schema: String,
+    /// Columns dropped and hashed in every destination (applied by [`projection::Projected`]).
+    pub columns: columns::ColumnPolicy,
 }
 
 impl Default for SinkOptions {
     fn default() -> Self {
+        use crate::config::keys;
         SinkOptions {
-            commit_interval: std::time::Duration::from_secs(crate::config::keys::COMMIT_INTERVAL_SECONDS.default_int() as u64),
-            duckdb_memory_limit_mb: crate::config::keys::DUCKDB_MEMORY_LIMIT_MB.default_int() as u32,
+            commit_interval: std::time::Duration::from_secs(keys::COMMIT_INTERVAL_SECONDS.default_int() as u64),
+            duckdb_memory_limit_mb: keys::DUCKDB_MEMORY_LIMIT_MB.default_int() as u32,
+            lock_timeout: std::time::Duration::from_secs(keys::LOCK_TIMEOUT_SECONDS.default_int() as u64),
+            duckdb_schema: keys::SCHEMA.default_text().to_string(),
+            columns: columns::ColumnPolicy::default(),
         }
     }
 }

@@ -1,14 +1,16 @@
-//! Field selection from a catalog, applied once for every destination: a sink wrapped in
-//! [`Projected`] never sees a deselected column, neither in the stream's schema (the DuckDB
-//! table, the Parquet files, the Singer SCHEMA) nor in its rows. Primary-key and cursor
-//! columns always stay: without them rows cannot be merged or bookmarked; so does `server_id`,
-//! by which a full table replaces one server's rows.
+//! Field selection from a catalog and the config's `columns` rules, applied once for every
+//! destination: a sink wrapped in [`Projected`] never sees a deselected or dropped column,
+//! neither in the stream's schema (the DuckDB table, the Parquet files, the Singer SCHEMA) nor
+//! in its rows, and sees hashed values only (`sinks::columns`). Primary-key and cursor columns
+//! always stay: without them rows cannot be merged or bookmarked; so does `server_id`, by which
+//! a full table replaces one server's rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
+use crate::sinks::columns::{Action, ColumnPolicy};
 use crate::sinks::{Sink, SinkError, StreamInfo};
 use crate::state::State;
 
@@ -18,21 +20,52 @@ pub type Deselected = BTreeMap<String, BTreeSet<String>>;
 pub struct Projected {
     inner: Box<dyn Sink>,
     deselected: Deselected,
-    /// The kept column indices of each begun stream that leaves columns out.
-    kept: HashMap<String, Vec<usize>>,
+    policy: ColumnPolicy,
+    /// What each begun stream's rows go through.
+    streams: HashMap<String, Rewrite>,
+}
+
+/// One stream's changes: the column indices kept (None: all), then the values rewritten in the
+/// kept columns (index among them, path below the column, action).
+#[derive(Default)]
+struct Rewrite {
+    kept: Option<Vec<usize>>,
+    values: Vec<(usize, Vec<String>, Action)>,
 }
 
 impl Projected {
-    /// `inner` itself when nothing is deselected.
-    pub fn wrap(inner: Box<dyn Sink>, deselected: Deselected) -> Box<dyn Sink> {
-        if deselected.values().all(BTreeSet::is_empty) {
+    /// `inner` itself when nothing is deselected, dropped or hashed.
+    pub fn wrap(inner: Box<dyn Sink>, mut deselected: Deselected, policy: ColumnPolicy) -> Box<dyn Sink> {
+        for stream in policy.streams.keys() {
+            deselected.entry(stream.clone()).or_default().extend(policy.dropped_columns(stream));
+        }
+        if deselected.values().all(BTreeSet::is_empty) && policy.streams.keys().all(|s| policy.rewrites(s).is_empty()) {
             return inner;
         }
         Box::new(Projected {
             inner,
             deselected,
-            kept: HashMap::new(),
+            policy,
+            streams: HashMap::new(),
         })
+    }
+
+    fn rewrite(&self, stream: &str, batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let Some(rewrite) = self.streams.get(stream) else {
+            return Ok(batch.clone());
+        };
+        let mut batch = match &rewrite.kept {
+            Some(kept) => batch.project(kept)?,
+            None => batch.clone(),
+        };
+        if !rewrite.values.is_empty() {
+            let mut columns = batch.columns().to_vec();
+            for (i, path, action) in &rewrite.values {
+                columns[*i] = self.policy.rewrite(&columns[*i], path, *action)?;
+            }
+            batch = RecordBatch::try_new(batch.schema(), columns)?;
+        }
+        Ok(batch)
     }
 }
 
@@ -66,14 +99,18 @@ impl Sink for Projected {
     }
 
     fn begin_stream(&mut self, stream: &StreamInfo) -> Result<(), SinkError> {
-        let Some(deselected) = self.deselected.get(&stream.name) else {
-            return self.inner.begin_stream(stream);
+        let (projected, kept) = match self.deselected.get(&stream.name) {
+            Some(deselected) => project(stream, deselected)?,
+            None => (stream.clone(), None),
         };
-        let (projected, kept) = project(stream, deselected)?;
-        match kept {
-            Some(kept) => self.kept.insert(stream.name.clone(), kept),
-            None => self.kept.remove(&stream.name),
-        };
+        let mut values = Vec::new();
+        for (path, action) in self.policy.rewrites(&stream.name) {
+            // A rule on a deselected column has nothing left to rewrite.
+            if let Ok(i) = projected.arrow.index_of(&path[0]) {
+                values.push((i, path[1..].to_vec(), action));
+            }
+        }
+        self.streams.insert(stream.name.clone(), Rewrite { kept, values });
         self.inner.begin_stream(&projected)
     }
 
@@ -82,17 +119,12 @@ impl Sink for Projected {
     }
 
     fn write(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), SinkError> {
-        match self.kept.get(stream) {
-            None => self.inner.write(stream, batch),
-            Some(kept) => {
-                let projected = batch.project(kept).map_err(|e| SinkError::Write {
-                    dest: "destination".to_string(),
-                    context: format!("leaving deselected columns out of {stream}"),
-                    source: e.into(),
-                })?;
-                self.inner.write(stream, &projected)
-            }
-        }
+        let batch = self.rewrite(stream, batch).map_err(|e| SinkError::Write {
+            dest: "destination".to_string(),
+            context: format!("dropping and hashing columns of {stream}"),
+            source: e.into(),
+        })?;
+        self.inner.write(stream, &batch)
     }
 
     fn commit(&mut self, stream: Option<&str>, state: &State) -> Result<(), SinkError> {
@@ -124,7 +156,7 @@ mod tests {
                 "messages_outbound".to_string(),
                 ["to", "subject", "message_id", "received_at"].map(String::from).into(),
             )]);
-            let mut sink = Projected::wrap(Box::new(singer), deselected);
+            let mut sink = Projected::wrap(Box::new(singer), deselected, ColumnPolicy::default());
             sink.begin_stream(&info).expect("begin");
             let body =
                 r#"{"TotalCount":1,"Messages":[{"MessageID":"m1","ReceivedAt":"2026-01-02T03:04:05-05:00","Subject":"hi","To":[{"Email":"a@b"}],"Tag":"t"}]}"#;

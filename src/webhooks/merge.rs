@@ -118,7 +118,8 @@ pub fn merge(dir: &Path, dest: DestKind, path: &Path, options: sinks::SinkOption
     if segs.is_empty() {
         return Ok(merged);
     }
-    let mut sink = sinks::open(dest, path, options)?;
+    let columns = options.columns.clone();
+    let mut sink = sinks::projection::Projected::wrap(sinks::open(dest, path, options)?, Default::default(), columns);
     let state = sink.load_state()?.unwrap_or_default();
     let now = Utc::now();
     let mut begun: HashSet<&'static str> = HashSet::new();

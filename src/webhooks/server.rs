@@ -146,7 +146,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             .spawn(move || {
                 loop {
                     let stopping = stop_rx.recv_timeout(every).is_ok() || matches!(stop_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
-                    match merge::merge(&dir, dest, &path, sink) {
+                    match merge::merge(&dir, dest, &path, sink.clone()) {
                         Ok(m) if m.events > 0 => tracing::info!(events = m.events, segments = m.segments, "Webhook events merged."),
                         Ok(_) => {}
                         Err(SinkError::Locked { .. }) => {

@@ -38,7 +38,7 @@ impl DuckdbSink {
     /// says, inside the open transaction.
     pub(super) fn merge(&self, info: &StreamInfo, batches: &[RecordBatch], older: OlderCopies) -> Result<usize, SinkError> {
         let context = format!("merging rows into table {}", info.name);
-        let table = quote_ident(&info.name);
+        let table = self.table(&info.name);
         let keys = quote_ident(&keys_table(&info.name));
         let on = info
             .primary_key
@@ -64,8 +64,9 @@ impl DuckdbSink {
         };
         let mut rows = 0;
         if let Some(within) = within {
+            self.create_keys_table(info)?;
             let mut appender = self
-                .conn
+                .conn()?
                 .appender_to_catalog_and_db(&keys_table(&info.name), "temp", "main")
                 .map_err(|e| self.fail(&context, e))?;
             for batch in batches {
@@ -76,14 +77,14 @@ impl DuckdbSink {
             drop(appender);
             self.exec(
                 &context,
-                &format!("DELETE FROM main.{table} AS t USING temp.{keys} AS s WHERE {on}{within}; DELETE FROM temp.{keys};"),
+                &format!("DELETE FROM {table} AS t USING temp.{keys} AS s WHERE {on}{within}; DELETE FROM temp.{keys};"),
             )?;
         }
         // Straight into the target, by column name: an older table may order its columns
         // differently (columns added by newer schemas come last).
         let mut appender = self
-            .conn
-            .appender_with_columns_to_db(&info.name, "main", &columns)
+            .conn()?
+            .appender_with_columns_to_db(&info.name, &self.options.duckdb_schema, &columns)
             .map_err(|e| self.fail(&context, e))?;
         for batch in batches {
             rows += batch.num_rows();

@@ -1,20 +1,21 @@
 //! DuckDB destination: one table per stream, rows merged on the primary key, the state in a
 //! table of the same database, updated in the same transaction as the rows it covers.
 //!
-//! `write` keeps a stream's rows in memory (a window, at most a few tens of thousands of rows),
-//! once per key. Its `commit`: the keys go to a small temporary table; target rows with those
-//! keys are deleted (only among rows in the commit's cursor range, for a fixed cursor; not at
-//! all when the run knows none can be there); the rows are appended straight into the target
-//! with the Arrow appender;
-//! the state row is replaced. Commits are grouped: the transaction is committed every
-//! `GROUP_COMMIT_ROWS` rows or `commit_interval_seconds` (config), and on `flush` and `finish`.
+//! `write` keeps a stream's rows in memory, once per key. `commit` decides where older copies
+//! of the keys can be and queues the work; a durable commit (every `GROUP_COMMIT_ROWS` rows or
+//! `commit_interval_seconds`, and at `flush` and `finish`) opens the file, applies the queue in
+//! one transaction (keys to a small temporary table, target rows with those keys deleted where
+//! older copies can be, rows appended with the Arrow appender, the state row replaced), commits
+//! and closes the file again. So the file is open only while a durable commit runs: between
+//! them analysts can open it read-only (DuckDB allows one writing process or many readers), and
+//! a reader that keeps it open makes the commit wait, up to `lock_timeout_seconds`.
 //! A crash loses rows and state since the last COMMIT together, and the next run reads them
 //! again.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
@@ -30,41 +31,56 @@ use crate::sinks::{BoxError, CursorSpan, KeyEncoder, Sink, SinkError, SinkOption
 use crate::state::State;
 
 mod merge;
+pub mod open;
 mod query;
+mod tables;
 #[cfg(test)]
 mod tests;
 
 use merge::*;
-pub use query::query;
+use open::{Access, open_waiting};
 use query::*;
+pub use query::{query, read_only};
 
 pub const STATE_TABLE: &str = "_postmark_elt_state";
 /// DuckDB's row group: a transaction that appends whole row groups to a table writes them
-/// straight to the database file, compressed, instead of to the WAL (to be compressed again at
-/// a checkpoint).
+/// straight to the database file, compressed, instead of to the WAL.
 const ROW_GROUP_ROWS: usize = 122_880;
-/// Rows after which a logical commit is also a DuckDB COMMIT (an fsync): a few row groups, so
-/// most rows of a large load skip the WAL (measured with two DuckDB threads: 130k -> 147k
-/// records/s at 1M records; one or two row groups gained nothing).
+/// Rows after which a commit is also a durable one: a few row groups, so most rows of a large
+/// load skip the WAL (measured with two DuckDB threads: 130k -> 147k records/s at 1M records;
+/// one or two row groups gained nothing).
 const GROUP_COMMIT_ROWS: usize = 4 * ROW_GROUP_ROWS;
 
 pub struct DuckdbSink {
-    conn: Connection,
+    path: PathBuf,
+    /// Open only while queued commits are applied (and while a stream's table is prepared).
+    conn: Option<Connection>,
+    options: SinkOptions,
+    /// The tables' schema, quoted.
+    schema: String,
     dest: String,
     streams: HashMap<String, StreamInfo>,
     /// Rows written since each stream's last commit.
     pending: HashMap<String, Pending>,
     /// Streams whose rows of a server (or all rows) go before the next commit's rows.
     replaced: Vec<(String, Option<i64>)>,
-    in_transaction: bool,
-    /// Rows merged by commits since the last COMMIT.
-    uncommitted_rows: usize,
+    /// Commits made and not yet applied, in order, and the state of the last one.
+    queued: Vec<Queued>,
+    queued_state: Option<String>,
+    queued_rows: usize,
     last_commit: Instant,
-    /// The longest time between COMMITs: a crash loses at most this much work, rows and
-    /// bookmarks together, which the next run reads again.
-    commit_interval: Duration,
     /// Declared last, so it is released after the connection closes.
     _lock: DestinationLock,
+}
+
+/// A commit's work, applied at the next durable commit.
+enum Queued {
+    Replace(String, Option<i64>),
+    Merge {
+        stream: String,
+        batches: Vec<RecordBatch>,
+        older: OlderCopies,
+    },
 }
 
 /// A stream's uncommitted rows, each key once (the first read wins: rows read twice in a run
@@ -93,41 +109,60 @@ impl DuckdbSink {
         let dest = format!("DuckDB database {}", path.display());
         // Held for the sink's life: another run (a sync, a webhook merge) finds it and waits.
         let lock = DestinationLock::exclusive(&lock_path(path, false), &dest)?;
-        let conn = Connection::open(path).map_err(|e| SinkError::Write {
-            dest: dest.clone(),
-            context: "opening the database".to_string(),
-            source: Box::new(e),
-        })?;
-        let sink = DuckdbSink {
-            conn,
+        let mut sink = DuckdbSink {
+            path: path.to_path_buf(),
+            conn: None,
+            schema: quote_ident(&options.duckdb_schema),
+            options,
             dest,
             streams: HashMap::new(),
             pending: HashMap::new(),
             replaced: Vec::new(),
-            in_transaction: false,
-            uncommitted_rows: 0,
+            queued: Vec::new(),
+            queued_state: None,
+            queued_rows: 0,
             last_commit: Instant::now(),
-            commit_interval: options.commit_interval,
             _lock: lock,
         };
-        sink.exec(
-            "configuring the connection",
-            // Never reach for the network to fetch an extension. A loader needs little of
-            // DuckDB's buffer pool; a cap keeps the process small. Checkpoints rewrite the
-            // table's last row group each time, so they wait for 256 MB of WAL (and `finish`).
-            // One thread: appends of a few thousand rows gain nothing from DuckDB's workers,
-            // whose task queue cost the sink thread about 10% in lock traffic, and the other
-            // core is busy downloading and decoding (measured: 157k -> 191k records/s).
-            &format!(
-                "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '{}MB'; SET checkpoint_threshold = '256MB'; SET threads = 1;",
-                options.duckdb_memory_limit_mb
-            ),
-        )?;
+        sink.connect()?;
         sink.exec(
             "creating the state table",
-            &format!("CREATE TABLE IF NOT EXISTS {STATE_TABLE} (id INTEGER PRIMARY KEY, state VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"),
+            &format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.{STATE_TABLE} (id INTEGER PRIMARY KEY, state VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
+                schema = sink.schema
+            ),
         )?;
+        sink.release();
         Ok(sink)
+    }
+
+    /// Opens the file for writing, waiting for readers to let go.
+    fn connect(&mut self) -> Result<(), SinkError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let conn = open_waiting(&self.path, Access::ReadWrite, self.options.lock_timeout, &self.dest)?;
+        // Never reach for the network to fetch an extension. A loader needs little of DuckDB's
+        // buffer pool; a cap keeps the process small. One thread: appends of a few thousand
+        // rows gain nothing from DuckDB's workers, whose task queue cost the sink thread about
+        // 10% in lock traffic, and the other core is busy downloading and decoding (measured:
+        // 157k -> 191k records/s).
+        conn.execute_batch(&format!(
+            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '{}MB'; SET threads = 1;",
+            self.options.duckdb_memory_limit_mb
+        ))
+        .map_err(|e| self.fail("configuring the connection", e))?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Closes the file (DuckDB checkpoints its WAL into it as it closes), so readers can open it.
+    fn release(&mut self) {
+        self.conn = None;
+    }
+
+    fn conn(&self) -> Result<&Connection, SinkError> {
+        self.conn.as_ref().ok_or_else(|| self.fail("using the database", "no open connection"))
     }
 
     fn fail(&self, context: &str, e: impl Into<BoxError>) -> SinkError {
@@ -139,93 +174,106 @@ impl DuckdbSink {
     }
 
     fn exec(&self, context: &str, sql: &str) -> Result<(), SinkError> {
-        self.conn.execute_batch(sql).map_err(|e| self.fail(context, e))
+        self.conn()?.execute_batch(sql).map_err(|e| self.fail(context, e))
     }
 
-    fn begin(&mut self) -> Result<(), SinkError> {
-        if !self.in_transaction {
-            self.exec("starting a transaction", "BEGIN TRANSACTION")?;
-            self.in_transaction = true;
-        }
-        Ok(())
+    /// A table of this sink's schema, quoted.
+    fn table(&self, name: &str) -> String {
+        format!("{}.{}", self.schema, quote_ident(name))
     }
 
-    fn commit_transaction(&mut self) -> Result<(), SinkError> {
-        if self.in_transaction {
-            self.exec("committing", "COMMIT")?;
-            self.in_transaction = false;
-        }
-        self.uncommitted_rows = 0;
+    /// Applies the queued commits in one transaction of one short-lived connection.
+    fn apply(&mut self) -> Result<(), SinkError> {
         self.last_commit = Instant::now();
+        let Some(state) = self.queued_state.take() else {
+            return Ok(());
+        };
+        self.connect()?;
+        self.exec("starting a transaction", "BEGIN TRANSACTION")?;
+        for op in std::mem::take(&mut self.queued) {
+            match op {
+                Queued::Replace(stream, server_id) => {
+                    let table = self.table(&stream);
+                    let context = format!("replacing the rows of {stream}");
+                    let conn = self.conn()?;
+                    match server_id {
+                        Some(id) => conn.execute(&format!("DELETE FROM {table} WHERE server_id = ?"), [id]).map(|_| ()),
+                        None => conn.execute_batch(&format!("DELETE FROM {table}")),
+                    }
+                    .map_err(|e| self.fail(&context, e))?;
+                }
+                Queued::Merge { stream, batches, older } => {
+                    let Some(info) = self.streams.get(&stream) else {
+                        return Err(self.fail("merging", format!("stream {stream} was written before it was begun")));
+                    };
+                    self.merge(info, &batches, older)?;
+                }
+            }
+        }
+        self.conn()?
+            .execute(
+                &format!(
+                    "INSERT OR REPLACE INTO {}.{STATE_TABLE} (id, state, updated_at) VALUES (1, ?, now())",
+                    self.schema
+                ),
+                [state],
+            )
+            .map_err(|e| self.fail("saving the state", e))?;
+        self.exec("committing", "COMMIT")?;
+        self.queued_rows = 0;
+        self.release();
         Ok(())
     }
 
-    fn existing_columns(&self, table: &str) -> Result<Vec<String>, SinkError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position")
-            .map_err(|e| self.fail("reading table columns", e))?;
-        let rows = stmt
-            .query_map([table], |r| r.get::<_, String>(0))
-            .map_err(|e| self.fail("reading table columns", e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.fail("reading table columns", e))
+    /// Where older copies of `stream`'s pending keys can be, from what this run loaded.
+    fn older_copies(pending: &mut Pending, info: &StreamInfo, batches: &[RecordBatch]) -> OlderCopies {
+        let fixed_cursor = info.cursor_field.as_deref().filter(|_| info.cursor_fixed);
+        match (&mut pending.loaded, fixed_cursor) {
+            (Loaded::Keys(loaded), _) => {
+                let new = pending.keys.iter().all(|k| !loaded.may_contain(k.row().as_ref()));
+                for k in &pending.keys {
+                    loaded.insert(k.row().as_ref());
+                }
+                if new { OlderCopies::Nowhere } else { OlderCopies::Anywhere }
+            }
+            (loaded, Some(cursor)) => match (OlderCopies::within_cursors(batches, cursor), loaded) {
+                (OlderCopies::Between(lo, hi), Loaded::Until(latest)) => {
+                    let after = latest.is_none_or(|l| lo > l);
+                    *latest = Some(latest.map_or(hi, |l| l.max(hi)));
+                    if after { OlderCopies::Nowhere } else { OlderCopies::Between(lo, hi) }
+                }
+                (OlderCopies::Anywhere, loaded) => {
+                    // A row without a cursor: the latest cursor no longer says enough.
+                    *loaded = Loaded::Unknown;
+                    OlderCopies::Anywhere
+                }
+                (older, _) => older,
+            },
+            (_, None) => OlderCopies::Anywhere,
+        }
     }
 }
 
 impl Sink for DuckdbSink {
     fn load_state(&mut self) -> Result<Option<State>, SinkError> {
+        self.connect()?;
         let text: Option<String> = self
-            .conn
-            .query_row(&format!("SELECT state FROM {STATE_TABLE} WHERE id = 1"), [], |r| r.get(0))
+            .conn()?
+            .query_row(&format!("SELECT state FROM {}.{STATE_TABLE} WHERE id = 1", self.schema), [], |r| r.get(0))
             .map(Some)
             .or_else(|e| match e {
                 duckdb::Error::QueryReturnedNoRows => Ok(None),
                 other => Err(self.fail("reading the saved state", other)),
             })?;
+        self.release();
         text.map(|t| State::from_stored(&t).map_err(SinkError::from)).transpose()
     }
 
     fn begin_stream(&mut self, stream: &StreamInfo) -> Result<(), SinkError> {
-        let table = quote_ident(&stream.name);
-        let columns = stream.schema.duckdb_columns();
-        let ddl: Vec<String> = columns.iter().map(|(name, ty)| format!("{} {ty}", quote_ident(name))).collect();
-        let existing = self.existing_columns(&stream.name)?;
-        let empty = existing.is_empty()
-            || self
-                .conn
-                .query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM main.{table})"), [], |r| r.get::<_, bool>(0))
-                .map_err(|e| self.fail(&format!("reading table {}", stream.name), e))?;
-        if existing.is_empty() {
-            self.exec(
-                &format!("creating table {}", stream.name),
-                &format!("CREATE TABLE IF NOT EXISTS main.{table} ({})", ddl.join(", ")),
-            )?;
-        } else {
-            // A newer schema adds columns; old rows read them as NULL.
-            for (name, ty) in &columns {
-                if !existing.contains(name) {
-                    self.exec(
-                        &format!("adding column {name} to table {}", stream.name),
-                        &format!("ALTER TABLE main.{table} ADD COLUMN {} {ty}", quote_ident(name)),
-                    )?;
-                }
-            }
-        }
-        // In key order: the key batches appended to it are projected in that order.
-        let key_ddl: Vec<String> = stream
-            .primary_key
-            .iter()
-            .filter_map(|k| columns.iter().find(|(name, _)| name == k))
-            .map(|(name, ty)| format!("{} {ty}", quote_ident(name)))
-            .collect();
-        self.exec(
-            &format!("creating the key table of {}", stream.name),
-            &format!(
-                "CREATE OR REPLACE TEMP TABLE {} ({})",
-                quote_ident(&keys_table(&stream.name)),
-                key_ddl.join(", ")
-            ),
-        )?;
+        self.connect()?;
+        let prepared = self.prepare_table(stream);
+        self.release();
+        let empty = prepared?;
         let encoder = KeyEncoder::new(stream).map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
         // Begun again (another server): what was loaded is still known. A fixed cursor needs
         // no filter of keys, so memory does not grow with the keys loaded.
@@ -280,76 +328,38 @@ impl Sink for DuckdbSink {
     }
 
     fn commit(&mut self, stream: Option<&str>, state: &State) -> Result<(), SinkError> {
-        self.begin()?;
         let ours = |s: &str| stream.is_none_or(|c| c == s);
         let (replaced, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.replaced).into_iter().partition(|(s, _)| ours(s));
         self.replaced = kept;
-        for (stream, server_id) in replaced {
-            let table = quote_ident(&stream);
-            let context = format!("replacing the rows of {stream}");
-            match server_id {
-                Some(id) => self.conn.execute(&format!("DELETE FROM main.{table} WHERE server_id = ?"), [id]).map(|_| ()),
-                None => self.conn.execute_batch(&format!("DELETE FROM main.{table}")),
-            }
-            .map_err(|e| self.fail(&context, e))?;
-        }
+        self.queued.extend(replaced.into_iter().map(|(s, server)| Queued::Replace(s, server)));
         let names: Vec<String> = self.pending.keys().filter(|s| ours(s)).cloned().collect();
         for name in names {
-            let Some(info) = self.streams.get(&name) else {
-                return Err(self.fail("merging", format!("stream {name} was written before it was begun")));
+            let (Some(info), Some(pending)) = (self.streams.get(&name), self.pending.get_mut(&name)) else {
+                continue;
             };
-            let Some(pending) = self.pending.get_mut(&name) else { continue };
             if pending.batches.is_empty() {
                 continue;
             }
             let batches = std::mem::take(&mut pending.batches);
-            let fixed_cursor = info.cursor_field.as_deref().filter(|_| info.cursor_fixed);
-            let older = match (&mut pending.loaded, fixed_cursor) {
-                (Loaded::Keys(loaded), _) => {
-                    let new = pending.keys.iter().all(|k| !loaded.may_contain(k.row().as_ref()));
-                    for k in &pending.keys {
-                        loaded.insert(k.row().as_ref());
-                    }
-                    if new { OlderCopies::Nowhere } else { OlderCopies::Anywhere }
-                }
-                (loaded, Some(cursor)) => match (OlderCopies::within_cursors(&batches, cursor), loaded) {
-                    (OlderCopies::Between(lo, hi), Loaded::Until(latest)) => {
-                        let after = latest.is_none_or(|l| lo > l);
-                        *latest = Some(latest.map_or(hi, |l| l.max(hi)));
-                        if after { OlderCopies::Nowhere } else { OlderCopies::Between(lo, hi) }
-                    }
-                    (OlderCopies::Anywhere, loaded) => {
-                        // A row without a cursor: the latest cursor no longer says enough.
-                        *loaded = Loaded::Unknown;
-                        OlderCopies::Anywhere
-                    }
-                    (older, _) => older,
-                },
-                (_, None) => OlderCopies::Anywhere,
-            };
+            let older = Self::older_copies(pending, info, &batches);
             pending.keys.clear();
-            self.uncommitted_rows += self.merge(info, &batches, older)?;
+            self.queued_rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+            self.queued.push(Queued::Merge { stream: name, batches, older });
         }
-        self.conn
-            .execute(
-                &format!("INSERT OR REPLACE INTO {STATE_TABLE} (id, state, updated_at) VALUES (1, ?, now())"),
-                [state.to_json()],
-            )
-            .map_err(|e| self.fail("saving the state", e))?;
-        if self.uncommitted_rows >= GROUP_COMMIT_ROWS || self.last_commit.elapsed() >= self.commit_interval {
-            self.commit_transaction()?;
+        self.queued_state = Some(state.to_json());
+        if self.queued_rows >= GROUP_COMMIT_ROWS || self.last_commit.elapsed() >= self.options.commit_interval {
+            self.apply()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.commit_transaction()
+        self.apply()
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        // The open transaction holds only committed streams' rows (uncommitted ones wait in
-        // memory and are dropped here), so it is committed.
-        self.commit_transaction()?;
-        self.exec("checkpointing", "CHECKPOINT")
+        // The queue holds only committed streams' rows (uncommitted ones wait in `pending` and
+        // are dropped here).
+        self.apply()
     }
 }

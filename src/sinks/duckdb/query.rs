@@ -1,10 +1,11 @@
-//! `postmark-elt query`: one read-only statement rendered as a table, and the UTC wall clock DuckDB stores timestamps in.
+//! Readers (`postmark-elt query`, `report`): the file opened read-only, waiting while a sync
+//! commits; one statement rendered as a table; and the UTC wall clock DuckDB stores timestamps in.
 
 use super::*;
 
-/// Runs one SQL statement on a synced database (read-only) and renders the result as a table,
-/// for a quick look without the DuckDB CLI.
-pub fn query(path: &Path, sql: &str) -> Result<String, SinkError> {
+/// Opens a synced database read-only, with `schema` as the default schema, waiting up to
+/// `timeout` while a sync commits (or another program writes it).
+pub fn read_only(path: &Path, schema: &str, timeout: std::time::Duration) -> Result<Connection, SinkError> {
     let dest = format!("DuckDB database {}", path.display());
     let fail = |context: &str, e: BoxError| SinkError::Write {
         dest: dest.clone(),
@@ -14,17 +15,30 @@ pub fn query(path: &Path, sql: &str) -> Result<String, SinkError> {
     if !path.exists() {
         return Err(fail("opening", "no such file; run `postmark-elt sync` first".into()));
     }
-    let config = duckdb::Config::default()
-        .access_mode(duckdb::AccessMode::ReadOnly)
-        .and_then(|c| c.enable_autoload_extension(false))
-        .map_err(|e| fail("configuring", e.into()))?;
-    let _reading = DestinationLock::shared(&lock_path(path, false), &dest)?;
-    let conn = Connection::open_with_flags(path, config).map_err(|e| fail("opening", e.into()))?;
-    let mut stmt = conn.prepare(sql).map_err(|e| fail("preparing the query", e.into()))?;
-    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| fail("running the query", e.into()))?.collect();
+    let conn = open_waiting(path, Access::ReadOnly, timeout, &dest)?;
+    conn.execute_batch(&format!("SET schema = '{}'", schema.replace('\'', "''")))
+        .map_err(|e| fail(&format!("using schema {schema}; check the config's `schema`"), e.into()))?;
+    Ok(conn)
+}
+
+/// Runs one SQL statement on a synced database (read-only) and renders the result as a table,
+/// for a quick look without the DuckDB CLI.
+pub fn query(path: &Path, schema: &str, timeout: std::time::Duration, sql: &str) -> Result<String, SinkError> {
+    let conn = read_only(path, schema, timeout)?;
+    let fail = |context: &str, e: duckdb::Error| SinkError::Write {
+        dest: format!("DuckDB database {}", path.display()),
+        context: context.to_string(),
+        source: Box::new(e),
+    };
+    let mut stmt = conn.prepare(sql).map_err(|e| fail("preparing the query", e))?;
+    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| fail("running the query", e))?.collect();
     arrow::util::pretty::pretty_format_batches(&batches)
         .map(|t| t.to_string())
-        .map_err(|e| fail("formatting the result", e.into()))
+        .map_err(|e| SinkError::Write {
+            dest: format!("DuckDB database {}", path.display()),
+            context: "formatting the result".to_string(),
+            source: Box::new(e),
+        })
 }
 
 /// Timestamp columns become zone-less (still UTC) to match the TIMESTAMP columns of the tables.

@@ -128,9 +128,12 @@ fn options_reach_duckdb() {
         duckdb_memory_limit_mb: 100,
         ..SinkOptions::default()
     };
-    let sink = DuckdbSink::open(&dir.path().join("t.duckdb"), options).unwrap();
+    let mut sink = DuckdbSink::open(&dir.path().join("t.duckdb"), options).unwrap();
+    assert!(sink.conn.is_none(), "the file is closed between commits");
+    sink.connect().unwrap();
     let setting = |name: &str| {
-        sink.conn
+        sink.conn()
+            .unwrap()
             .query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get::<_, String>(0))
             .unwrap()
     };
@@ -166,4 +169,46 @@ fn commit_covers_only_its_stream() {
     }
     assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 2);
     assert_eq!(count(&path, "SELECT count(*) FROM other"), 0);
+}
+
+/// Two accounts share one file, one schema each: their tables and states stay apart, and the
+/// file is closed after every durable commit.
+#[test]
+fn schemas_keep_accounts_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.duckdb");
+    let (info, dec) = crate::sinks::messages_for_tests();
+    for (schema, ids) in [("shop", vec!["a", "b"]), ("blog", vec!["c"])] {
+        let options = SinkOptions {
+            duckdb_schema: schema.to_string(),
+            ..SinkOptions::default()
+        };
+        let mut sink = DuckdbSink::open(&path, options).unwrap();
+        assert_eq!(sink.load_state().unwrap(), None, "{schema} starts with no state");
+        sink.begin_stream(&info).unwrap();
+        sink.write("messages_outbound", &dec.decode(page(&ids).as_bytes(), &Default::default()).unwrap().batch)
+            .unwrap();
+        let mut state = State::default();
+        state.advance("messages_outbound", schema, "received_at", Utc::now());
+        sink.commit(None, &state).unwrap();
+        sink.flush().unwrap();
+        assert!(sink.conn.is_none(), "closed after a durable commit");
+        sink.finish().unwrap();
+    }
+    assert_eq!(count(&path, "SELECT count(*) FROM shop.messages_outbound"), 2);
+    assert_eq!(count(&path, "SELECT count(*) FROM blog.messages_outbound WHERE message_id = 'c'"), 1);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'messages_outbound'"
+        ),
+        0
+    );
+    let state = |schema: &str| {
+        let c = Connection::open(&path).unwrap();
+        c.query_row(&format!("SELECT state FROM {schema}.{STATE_TABLE}"), [], |r| r.get::<_, String>(0))
+            .unwrap()
+    };
+    assert!(state("shop").contains("\"shop\"") && !state("shop").contains("\"blog\""), "{}", state("shop"));
+    assert!(state("blog").contains("\"blog\""), "{}", state("blog"));
 }
