@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod entry;
 pub mod error;
+pub mod models;
 #[cfg(feature = "duckdb")]
 pub mod report;
 pub mod schema;

@@ -45,6 +45,9 @@ pub struct State {
     /// stream -> partition (message stream ID) -> bookmark.
     #[serde(default)]
     pub bookmarks: BTreeMap<String, BTreeMap<String, Bookmark>>,
+    /// Tags seen in loaded messages_outbound rows: the tags `stats_tags: "all"` reads stats of.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub tags: std::collections::BTreeSet<String>,
 }
 
 fn default_version() -> u32 {
@@ -56,6 +59,7 @@ impl Default for State {
         State {
             version: STATE_VERSION,
             bookmarks: BTreeMap::new(),
+            tags: Default::default(),
         }
     }
 }

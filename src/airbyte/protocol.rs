@@ -142,6 +142,7 @@ pub fn read_state(path: &Path) -> Result<State, StateError> {
                 if let Some(bookmarks) = inner.bookmarks.get(name) {
                     state.bookmarks.insert(name.to_string(), bookmarks.clone());
                 }
+                state.tags.extend(inner.tags);
             }
             Some("LEGACY") => state = serde_json::from_value(message["data"].clone()).map_err(parse)?,
             _ => return Err(shape("a state message that is neither STREAM nor LEGACY")),
@@ -153,11 +154,16 @@ pub fn read_state(path: &Path) -> Result<State, StateError> {
 /// The STATE of one stream after a commit: its bookmarks, in the shape [`read_state`] reads.
 pub fn stream_state(stream: &str, state: &State, records: u64) -> Value {
     let bookmarks = state.bookmarks.get(stream).cloned().unwrap_or_default();
+    let mut stream_state = json!({"version": state.version, "bookmarks": {stream: bookmarks}});
+    // The tags seen travel with the stream they are seen in.
+    if stream == crate::streams::TAGGED_STREAM && !state.tags.is_empty() {
+        stream_state["tags"] = json!(state.tags);
+    }
     json!({"type": "STATE", "state": {
         "type": "STREAM",
         "stream": {
             "stream_descriptor": {"name": stream},
-            "stream_state": {"version": state.version, "bookmarks": {stream: bookmarks}},
+            "stream_state": stream_state,
         },
         "sourceStats": {"recordCount": records as f64},
     }})

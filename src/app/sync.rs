@@ -72,7 +72,10 @@ async fn run_sync(
         (None, None, Some(names)) => catalog::Selection::of(catalog::named_streams(names)?),
         (None, None, None) => catalog::Selection::of(STREAMS.iter().filter(|d| d.default_selected).collect()),
     };
-    let selected = selection.streams;
+    let mut selected = selection.streams;
+    // In declaration order: messages_outbound starts before the stats streams that may wait
+    // for its tags.
+    selected.sort_by_key(|def| STREAMS.iter().position(|d| d.name == def.name));
     let override_state = match &args.state_given {
         Some(state) => Some(state.clone()),
         None => args.state.as_deref().map(State::load_file).transpose()?,
@@ -98,6 +101,9 @@ async fn run_sync(
     }
     let handle = SinkHandle::spawn(sinks::projection::Projected::wrap(sink, selection.deselected, config.sink.columns.clone()));
     let extractor = Extractor::new(&client, &config, &handle, state, now);
+    if selected.iter().any(|d| d.name == crate::streams::TAGGED_STREAM) {
+        extractor.expect_tags();
+    }
     // Progress: on a terminal a live line (indicatif); otherwise (cron, CI, --quiet, JSON logs)
     // a log line every --progress-seconds.
     let current: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>> = Default::default();

@@ -49,6 +49,14 @@ pub enum ServerSelection {
     Listed(Vec<String>),
 }
 
+/// Which tags the stats streams are also read for (`stats_tags`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsTags {
+    /// The tags seen in messages_outbound (kept in the state).
+    All,
+    Listed(Vec<String>),
+}
+
 /// A validated config. Nothing after [`Config::from_map`] looks at raw strings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -85,6 +93,8 @@ pub struct Config {
     pub webhook_read_timeout: Duration,
     /// How the destination is opened (DuckDB's commit interval and memory cap).
     pub sink: crate::sinks::SinkOptions,
+    /// Stats streams are also read per tag; `None`: only the total over all mail.
+    pub stats_tags: Option<StatsTags>,
 }
 
 /// A config and the warnings found while reading it (unknown keys).
@@ -272,6 +282,7 @@ impl Config {
                     duckdb_schema: parse_name(map, &keys::SCHEMA)?,
                     columns: parse_columns(map)?,
                 },
+                stats_tags: parse_stats_tags(map)?,
             },
             warnings,
         })

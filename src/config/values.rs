@@ -108,6 +108,26 @@ pub(super) fn parse_name(map: &BTreeMap<String, Value>, key: &Key) -> Result<Str
     }
 }
 
+pub(super) fn parse_stats_tags(map: &BTreeMap<String, Value>) -> Result<Option<StatsTags>, ConfigError> {
+    let fix = "write \"all\" or a list of tags, e.g. [\"welcome\", \"receipt\"]";
+    match map.get("stats_tags") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("all") => Ok(Some(StatsTags::All)),
+        Some(Value::Array(items)) => {
+            let mut tags = Vec::with_capacity(items.len());
+            for item in items {
+                match item.as_str() {
+                    Some(t) if !t.is_empty() && !tags.iter().any(|x| x == t) => tags.push(t.to_string()),
+                    Some(t) if !t.is_empty() => {}
+                    _ => return Err(invalid("stats_tags", &format!("holds {item}, which is not a tag"), fix)),
+                }
+            }
+            Ok((!tags.is_empty()).then_some(StatsTags::Listed(tags)))
+        }
+        Some(other) => Err(invalid("stats_tags", &format!("is {other}"), fix)),
+    }
+}
+
 pub(super) fn invalid(key: &'static str, problem: &str, fix: &str) -> ConfigError {
     ConfigError::Invalid {
         key,

@@ -11,6 +11,18 @@ use crate::streams::StreamDef;
 use crate::streams::context::Ctx;
 use crate::streams::error::SyncError;
 
+/// Adds the non-empty tags of `batch` to `tags`.
+fn note_tags(batch: &RecordBatch, tags: &mut std::collections::BTreeSet<String>) {
+    let Some(column) = crate::streams::extract::string_column(batch, "tag") else {
+        return;
+    };
+    for tag in column.iter().flatten().filter(|t| !t.is_empty()) {
+        if !tags.contains(tag) {
+            tags.insert(tag.to_string());
+        }
+    }
+}
+
 /// Rows staged between commits on reads whose bookmark moves only at the end.
 const STAGE_COMMIT_ROWS: u64 = 20_000;
 
@@ -44,6 +56,12 @@ impl<'a> Committer<'a> {
     }
 
     pub async fn write(&self, def: &'static StreamDef, batches: Vec<RecordBatch>) -> Result<(), SyncError> {
+        if def.name == crate::streams::TAGGED_STREAM {
+            let mut state = self.state();
+            for batch in &batches {
+                note_tags(batch, &mut state.tags);
+            }
+        }
         for batch in batches {
             self.sink.write(def.name, batch).await.map_err(|()| SyncError::SinkStopped(def.name))?;
         }

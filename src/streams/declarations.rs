@@ -24,8 +24,8 @@ const MESSAGES: ParentRows = ParentRows {
     only_if: None,
 };
 
-const DAY_KEY: &[&str] = &["server_id", "message_stream", "date"];
-const DAY_NAME_KEY: &[&str] = &["server_id", "message_stream", "date", "name"];
+const DAY_KEY: &[&str] = &["server_id", "message_stream", "tag", "date"];
+const DAY_NAME_KEY: &[&str] = &["server_id", "message_stream", "tag", "date", "name"];
 
 /// Defaults of a daily stats stream; entries set name, path, shape, key, schema, description.
 const STATS: StreamDef = StreamDef {

@@ -148,6 +148,8 @@ impl StreamDef {
 /// The state's name for the bookmark of a date-window stream whose records have no time of
 /// their own (inbound: `Date` is the sender's header): the end of the last complete window.
 pub const WINDOW_END: &str = "window_end";
+/// The stream whose rows' tags are kept in the state, for `stats_tags: "all"`.
+pub const TAGGED_STREAM: &str = "messages_outbound";
 
 pub fn find(name: &str) -> Option<&'static StreamDef> {
     STREAMS.iter().find(|s| s.name == name)

@@ -26,6 +26,18 @@ pub struct Extractor<'a> {
     pub discovery: Discovery<'a>,
     /// Whether the clock check (skew, a missing `Date`) has been logged.
     clock_logged: std::sync::atomic::AtomicBool,
+    /// False while messages_outbound runs in this run and stats wait for its tags.
+    tags_known: tokio::sync::watch::Sender<bool>,
+}
+
+/// Tells waiting stats streams that the tags are known when messages_outbound ends, however
+/// it ends (done, failed, or dropped on a signal).
+struct TagsKnown<'a>(&'a tokio::sync::watch::Sender<bool>);
+
+impl Drop for TagsKnown<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 impl<'a> Extractor<'a> {
@@ -37,7 +49,32 @@ impl<'a> Extractor<'a> {
             now,
             discovery: Discovery::new(client, config),
             clock_logged: Default::default(),
+            tags_known: tokio::sync::watch::Sender::new(true),
         }
+    }
+
+    /// messages_outbound runs in this run: stats streams of `stats_tags: "all"` wait for it,
+    /// so that the tags it finds are read too. Streams start in declaration order, so it starts
+    /// before any stats stream that waits for it.
+    pub fn expect_tags(&self) {
+        if matches!(self.config.stats_tags, Some(crate::config::StatsTags::All)) {
+            self.tags_known.send_replace(false);
+        }
+    }
+
+    /// The tags the stats streams are read for: `None` (all mail) first.
+    pub async fn stats_tags(&self) -> Vec<Option<String>> {
+        let mut tags = vec![None];
+        match &self.config.stats_tags {
+            None => {}
+            Some(crate::config::StatsTags::Listed(listed)) => tags.extend(listed.iter().cloned().map(Some)),
+            Some(crate::config::StatsTags::All) => {
+                // Err only when the sender is gone, which it is not while `self` lives.
+                let _ = self.tags_known.subscribe().wait_for(|known| *known).await;
+                tags.extend(self.commits.state().tags.iter().cloned().map(Some));
+            }
+        }
+        tags
     }
 
     /// Where incremental reads end: `end_date`, or Postmark's clock now (the `Date` of its
@@ -68,6 +105,7 @@ impl<'a> Extractor<'a> {
 
     /// Syncs one stream for every server and partition, and returns what it did.
     pub async fn sync_stream(&self, def: &'static StreamDef) -> Result<Vec<PartitionReport>, SyncError> {
+        let _tags_known = (def.name == crate::streams::TAGGED_STREAM).then(|| TagsKnown(&self.tags_known));
         let schema = def.schema()?;
         let decoder = PageDecoder::new(&schema, def.records, self.now);
         let info = StreamInfo {

@@ -43,7 +43,8 @@ impl DuckdbSink {
         let on = info
             .primary_key
             .iter()
-            .map(|k| format!("t.{k} = s.{k}", k = quote_ident(k)))
+            // A key column may be null (the `tag` of a stats total): null keys match.
+            .map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}", k = quote_ident(k)))
             .collect::<Vec<_>>()
             .join(" AND ");
         let key_columns: Vec<usize> = info

@@ -31,6 +31,7 @@ use crate::sinks::{BoxError, CursorSpan, KeyEncoder, Sink, SinkError, SinkOption
 use crate::state::State;
 
 mod merge;
+mod models;
 pub mod open;
 mod query;
 mod tables;
@@ -360,6 +361,14 @@ impl Sink for DuckdbSink {
     fn finish(&mut self) -> Result<(), SinkError> {
         // The queue holds only committed streams' rows (uncommitted ones wait in `pending` and
         // are dropped here).
-        self.apply()
+        self.apply()?;
+        if self.streams.is_empty() {
+            return Ok(());
+        }
+        self.connect()?;
+        let created = self.create_models();
+        self.release();
+        tracing::debug!(models = ?created?, "Analyst models created.");
+        Ok(())
     }
 }

@@ -212,3 +212,24 @@ fn schemas_keep_accounts_apart() {
     assert!(state("shop").contains("\"shop\"") && !state("shop").contains("\"blog\""), "{}", state("shop"));
     assert!(state("blog").contains("\"blog\""), "{}", state("blog"));
 }
+
+/// The models' Eastern-day macro agrees with the time zone database on every 17th minute of
+/// three years, the daylight-saving changes included.
+#[test]
+fn eastern_date_macro_matches_the_tz_database() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(&crate::models::eastern_date_macro("main")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT epoch_us(t), main.eastern_date(t)::VARCHAR FROM \
+             (SELECT TIMESTAMP '2025-01-01' + to_minutes(i * 17) AS t FROM range(0, 92_000) r(i))",
+        )
+        .unwrap();
+    let rows: Vec<(i64, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 92_000);
+    for (micros, day) in rows {
+        let t = DateTime::from_timestamp_micros(micros).unwrap();
+        let expected = t.with_timezone(&chrono_tz::America::New_York).date_naive().to_string();
+        assert_eq!(day, expected, "at {t}");
+    }
+}

@@ -1,5 +1,6 @@
 //! `Kind::DailyStats`: daily stats (`fromdate`/`todate` as US-Eastern dates), re-read over
-//! `lookback_days` every run, reshaped into one row per day (and name).
+//! `lookback_days` every run, reshaped into one row per day (and name), for all mail and for
+//! each tag of `stats_tags`.
 
 use std::collections::BTreeMap;
 
@@ -46,26 +47,36 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, shape: StatsShape) -> Resul
             message,
         },
     };
-    let records: Vec<Value> = match shape {
-        StatsShape::OverviewPerDay => {
-            stream::iter(days.iter())
-                .map(|day| async move {
-                    let body = stats_request(ex, ctx, *day, *day).await?;
-                    overview_record(body, *day).map_err(data_error)
-                })
-                .buffered(ex.config.max_concurrency)
-                .try_collect()
-                .await?
+    let mut records: Vec<Value> = Vec::new();
+    for tag in ex.stats_tags().await {
+        let tag = tag.as_deref();
+        let mut part: Vec<Value> = match shape {
+            StatsShape::OverviewPerDay => {
+                stream::iter(days.iter())
+                    .map(|day| async move {
+                        let body = stats_request(ex, ctx, *day, *day, tag).await?;
+                        overview_record(body, *day).map_err(data_error)
+                    })
+                    .buffered(ex.config.max_concurrency)
+                    .try_collect()
+                    .await?
+            }
+            StatsShape::Daily(keys) => {
+                let body = stats_request(ex, ctx, from, to, tag).await?;
+                daily_records(&body, keys, &days).map_err(data_error)?
+            }
+            StatsShape::LongByName => {
+                let body = stats_request(ex, ctx, from, to, tag).await?;
+                long_records(&body).map_err(data_error)?
+            }
+        };
+        for record in &mut part {
+            if let Value::Object(r) = record {
+                r.insert("Tag".to_string(), json!(tag));
+            }
         }
-        StatsShape::Daily(keys) => {
-            let body = stats_request(ex, ctx, from, to).await?;
-            daily_records(&body, keys, &days).map_err(data_error)?
-        }
-        StatsShape::LongByName => {
-            let body = stats_request(ex, ctx, from, to).await?;
-            long_records(&body).map_err(data_error)?
-        }
-    };
+        records.extend(part);
+    }
     let batch = ctx.decoder.decode_values(&records, &ctx.scope).map_err(|e| SyncError::Request {
         stream: ctx.def.name,
         at: ctx.at(None),
@@ -85,8 +96,11 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, shape: StatsShape) -> Resul
     Ok(report)
 }
 
-async fn stats_request(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: NaiveDate, to: NaiveDate) -> Result<Value, SyncError> {
-    let query = ctx.query(date_query(from, to));
+/// One stats answer, of the mail with `tag` (all mail when `None`).
+async fn stats_request(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: NaiveDate, to: NaiveDate, tag: Option<&str>) -> Result<Value, SyncError> {
+    let mut params = date_query(from, to);
+    params.extend(tag.map(|t| ("tag", t.to_string())));
+    let query = ctx.query(params);
     ex.get(ctx, &ctx.path(None), &query, None, |b| {
         serde_json::from_slice::<Value>(b).map_err(|e| BodyError::Malformed(e.to_string()))
     })

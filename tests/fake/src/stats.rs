@@ -1,6 +1,7 @@
 //! `/stats/outbound*`, computed from the server's data (reference section 4): US-Eastern days,
 //! inclusive date bounds, empty days and zero keys omitted, totals at the top level, all message
-//! streams when `messagestream` is absent, and no retention (stats are kept forever).
+//! streams when `messagestream` is absent, one tag when `tag` is given, and no retention (stats
+//! are kept forever).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,29 +54,35 @@ pub(crate) fn respond(data: &Data, endpoint: &str, query: &[(String, String)], n
             "The message stream for the provided 'ID' was not found.",
         );
     }
-    let in_scope = |day: NaiveDate, s: &str, t: DateTime<Utc>| {
-        t <= now && range.0.is_none_or(|f| day >= f) && range.1.is_none_or(|to| day <= to) && stream.as_deref().is_none_or(|x| s.eq_ignore_ascii_case(x))
+    // `tag`: exact match (the reference leaves case sensitivity unconfirmed).
+    let tag = get(query, "tag");
+    let in_scope = |day: NaiveDate, s: &str, t: DateTime<Utc>, item_tag: &Option<String>| {
+        t <= now
+            && range.0.is_none_or(|f| day >= f)
+            && range.1.is_none_or(|to| day <= to)
+            && stream.as_deref().is_none_or(|x| s.eq_ignore_ascii_case(x))
+            && tag.is_none_or(|x| item_tag.as_deref() == Some(x))
     };
     let messages: Vec<_> = data
         .messages
         .values()
         .flatten()
-        .filter(|m| in_scope(day_of(m.received_at), &m.stream, m.received_at))
+        .filter(|m| in_scope(day_of(m.received_at), &m.stream, m.received_at, &m.tag))
         .collect();
     let opens: Vec<&Event> = data
         .opens
         .iter()
-        .filter(|e| in_scope(day_of(e.received_at), &e.stream, e.received_at))
+        .filter(|e| in_scope(day_of(e.received_at), &e.stream, e.received_at, &e.tag))
         .collect();
     let clicks: Vec<&Event> = data
         .clicks
         .iter()
-        .filter(|e| in_scope(day_of(e.received_at), &e.stream, e.received_at))
+        .filter(|e| in_scope(day_of(e.received_at), &e.stream, e.received_at, &e.tag))
         .collect();
     let bounces: Vec<_> = data
         .bounces
         .iter()
-        .filter(|b| in_scope(day_of(b.bounced_at), &b.stream, b.bounced_at))
+        .filter(|b| in_scope(day_of(b.bounced_at), &b.stream, b.bounced_at, &b.tag))
         .collect();
 
     let mut days = Days::new();
