@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick-start demo: starts the project's fake Postmark API on 127.0.0.1 with two weeks of
 # generated mail (one day above Postmark's 10,000-row paging limit), syncs it into
-# postmark.duckdb with the real postmark-elt binary, and queries the result.
+# postmark.duckdb with the real postmark-elt binary, queries the result, and writes the report.
 # Nothing leaves this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,3 +28,13 @@ echo
 echo "Synced into $work/postmark.duckdb. Messages per day (UTC) and stream:"
 "$bin_dir/postmark-elt" query --path postmark.duckdb \
   "SELECT CAST(received_at AS DATE) AS day_utc, message_stream, count(*) AS messages, count(*) FILTER (WHERE tag IS NULL) AS untagged FROM messages_outbound GROUP BY ALL ORDER BY day_utc, message_stream"
+
+"$bin_dir/postmark-elt" report --path postmark.duckdb --out report.html >/dev/null
+echo
+echo "Report: $work/report.html (open it in a browser)."
+echo "Analyst models, created as views in $work/postmark.duckdb:"
+"$bin_dir/postmark-elt" query --path postmark.duckdb \
+  "SELECT table_name AS model FROM information_schema.tables WHERE table_type = 'VIEW' ORDER BY 1"
+echo "e.g."
+echo "  postmark-elt query --path $work/postmark.duckdb \"SELECT * FROM postmark_deliverability_daily LIMIT 5\""
+echo "The same models as dbt files: models/postmark/ (see the README, \"Analyst models\")."

@@ -70,7 +70,14 @@ fn models_match_the_fake_and_dbt_runs_the_same_files() {
         add(&m.stream, &m.tag, eastern(m.received_at), 0, 1);
         add(&m.stream, &m.tag, eastern(m.received_at), 1, m.to.len() as i64);
     }
+    // Events count on their message's send day, with its stream and tag.
+    let sent_on: BTreeMap<&str, &fake_postmark::Message> = truth.messages.iter().map(|m| (m.id.as_str(), m)).collect();
+    let cohort = |id: &str, stream: &str, t: &Option<String>, at: DateTime<Utc>| match sent_on.get(id) {
+        Some(m) => (m.stream.clone(), m.tag.clone(), eastern(m.received_at)),
+        None => (stream.to_string(), t.clone(), eastern(at)),
+    };
     for b in &truth.bounces {
+        let (stream, t, day) = cohort(&b.message_id, &b.stream, &b.tag, b.bounced_at);
         let i = match b.kind.as_str() {
             "HardBounce" => Some(3),
             "SoftBounce" | "Transient" => Some(4),
@@ -78,19 +85,21 @@ fn models_match_the_fake_and_dbt_runs_the_same_files() {
             _ => None,
         };
         if b.kind != "SpamComplaint" {
-            add(&b.stream, &b.tag, eastern(b.bounced_at), 2, 1);
+            add(&stream, &t, day.clone(), 2, 1);
         }
         if let Some(i) = i {
-            add(&b.stream, &b.tag, eastern(b.bounced_at), i, 1);
+            add(&stream, &t, day, i, 1);
         }
     }
-    let unique_opens: BTreeSet<_> = truth
-        .opens
-        .iter()
-        .map(|e| (e.stream.clone(), tag(&e.tag), eastern(e.received_at), e.message_id.clone(), e.recipient.clone()))
-        .collect();
-    for (stream, t, day, ..) in unique_opens {
-        let t = (t != "-").then_some(t);
+    let mut first_open: BTreeMap<(&str, &str), &fake_postmark::Event> = BTreeMap::new();
+    for e in &truth.opens {
+        let slot = first_open.entry((e.message_id.as_str(), e.recipient.as_str())).or_insert(e);
+        if e.received_at < slot.received_at {
+            *slot = e;
+        }
+    }
+    for e in first_open.values() {
+        let (stream, t, day) = cohort(&e.message_id, &e.stream, &e.tag, e.received_at);
         add(&stream, &t, day, 6, 1);
     }
     let got = table(

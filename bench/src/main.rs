@@ -13,6 +13,7 @@ use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
 use fake_postmark::{FakeConfig, FakePostmark, default_streams, generate};
 
+mod readers;
 mod syncs;
 mod webhooks;
 
@@ -25,6 +26,8 @@ struct Run {
     seconds: f64,
     peak_rss_mib: f64,
     requests: u64,
+    /// What a reader polling during the sync saw (`--readers`, DuckDB only).
+    reader: Option<readers::ReaderFigures>,
 }
 
 struct Row {
@@ -64,6 +67,10 @@ struct Args {
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// During each DuckDB sync, poll the file once a second as a reader would, and report how
+    /// many opens that do not wait failed and how long waiting ones took.
+    #[arg(long)]
+    readers: bool,
     /// Only the webhook receiver's load test.
     #[arg(long)]
     webhooks_only: bool,
@@ -133,7 +140,7 @@ fn main() -> ExitCode {
         (false, false) => (vec![100_000u64, 1_000_000], args.runs),
     };
     // A partial measurement: the figures asked for, no targets judged.
-    let partial = !args.dest.is_empty() || !args.records.is_empty() || args.duckdb_memory_limit_mb.is_some();
+    let partial = !args.dest.is_empty() || !args.records.is_empty() || args.duckdb_memory_limit_mb.is_some() || args.readers;
     if !args.records.is_empty() {
         sizes = args.records.clone();
     }
@@ -161,8 +168,22 @@ fn main() -> ExitCode {
                 runs: Vec::new(),
             };
             for _ in 0..runs {
-                match run_once(&fake, dest, 4, args.duckdb_memory_limit_mb) {
-                    Ok(r) => row.runs.push(r),
+                match run_once(&fake, dest, 4, args.duckdb_memory_limit_mb, args.readers) {
+                    Ok(r) => {
+                        if let Some(f) = &r.reader {
+                            let mut waits = f.waits_ms.clone();
+                            waits.sort_by(f64::total_cmp);
+                            println!(
+                                "  reader during a {:.1} s sync: {} polls, {} opens without waiting failed; waiting opens: median {:.0} ms, longest {:.0} ms",
+                                r.seconds,
+                                f.polls,
+                                f.plain_failed,
+                                median(waits.clone()),
+                                waits.last().copied().unwrap_or(0.0)
+                            );
+                        }
+                        row.runs.push(r)
+                    }
                     Err(e) => {
                         eprintln!("{e}");
                         return ExitCode::FAILURE;
@@ -194,7 +215,7 @@ fn main() -> ExitCode {
         runs: Vec::new(),
     };
     for _ in 0..runs.min(3) {
-        match run_once(&fake, "singer", 8, None) {
+        match run_once(&fake, "singer", 8, None, false) {
             Ok(r) => latency.runs.push(r),
             Err(e) => {
                 eprintln!("{e}");

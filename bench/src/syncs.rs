@@ -36,7 +36,7 @@ pub(super) fn vm_hwm_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-pub(super) fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usize, duckdb_memory_limit_mb: Option<u64>) -> Result<Run, String> {
+pub(super) fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usize, duckdb_memory_limit_mb: Option<u64>, readers: bool) -> Result<Run, String> {
     let dir = tempfile_dir();
     let config = dir.join("config.json");
     let mut cfg = serde_json::json!({
@@ -68,6 +68,10 @@ pub(super) fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usi
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
+    let poller = (readers && dest == "duckdb").then(|| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (stop.clone(), readers::poll_while(path.clone(), stop))
+    });
     let mut peak: f64 = 0.0;
     let status = loop {
         if let Some(mib) = vm_hwm_mib(child.id()) {
@@ -79,6 +83,10 @@ pub(super) fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usi
         }
     };
     let seconds = started.elapsed().as_secs_f64();
+    let reader = poller.and_then(|(stop, handle)| {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.join().ok()
+    });
     if !status.success() {
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
@@ -96,6 +104,7 @@ pub(super) fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usi
         seconds,
         peak_rss_mib: peak,
         requests,
+        reader,
     })
 }
 

@@ -1,34 +1,57 @@
--- Deliverability per US-Eastern day (Postmark's calendar), server, message stream and tag:
--- sent (one per recipient, as Postmark counts), bounces (hard, soft; spam complaints apart),
--- opens, clicks, and their rates over sent. Each event counts on the day it happened, as in
--- Postmark's stats. An empty tag counts as untagged (null).
-with events as (
-    select server_id, coalesce(message_stream, '') as stream_key, coalesce(tag, '') as tag_key,
-           {{ var('postmark_schema', 'main') }}.eastern_date(received_at) as day,
-           count(*) as messages, sum(len(recipients)) as sent
+-- Deliverability per US-Eastern send day (Postmark's calendar), server, message stream and
+-- tag: sent (one per recipient, as Postmark counts), the bounces (hard, soft; spam complaints
+-- apart), opens and clicks of that day's mail, and their rates over sent. An event counts on
+-- the day its message was sent, so a rate is the share of that day's mail, and late opens
+-- raise it; an event whose message is not loaded (sent before the synced range) counts on its
+-- own day. An empty tag counts as untagged (null).
+with messages as (
+    select server_id, message_id, coalesce(message_stream, '') as stream_key, coalesce(tag, '') as tag_key,
+           {{ var('postmark_schema', 'main') }}.eastern_date(received_at) as day, len(recipients) as sent
     from {{ source('postmark', 'messages_outbound') }}
-    group by all
-    union all by name
-    select server_id, coalesce(message_stream, '') as stream_key, coalesce(tag, '') as tag_key,
-           {{ var('postmark_schema', 'main') }}.eastern_date(bounced_at) as day,
-           count(*) filter (where type <> 'SpamComplaint') as bounced,
-           count(*) filter (where type = 'HardBounce') as hard_bounces,
-           count(*) filter (where type in ('SoftBounce', 'Transient')) as soft_bounces,
-           count(*) filter (where type = 'SpamComplaint') as spam_complaints
-    from {{ source('postmark', 'bounces') }}
-    group by all
-    union all by name
-    select server_id, coalesce(message_stream, '') as stream_key, coalesce(tag, '') as tag_key,
-           {{ var('postmark_schema', 'main') }}.eastern_date(received_at) as day,
-           count(*) as opens, count(distinct (message_id, recipient)) as unique_opens
+),
+-- One row per message and recipient that opened (or clicked), with the count of its events.
+opened as (
+    select server_id, message_id, any_value(message_stream) as message_stream, any_value(tag) as tag,
+           min(received_at) as first_at, count(*) as events
     from {{ source('postmark', 'messages_opens') }}
-    group by all
-    union all by name
-    select server_id, coalesce(message_stream, '') as stream_key, coalesce(tag, '') as tag_key,
-           {{ var('postmark_schema', 'main') }}.eastern_date(received_at) as day,
-           count(*) as clicks, count(distinct (message_id, recipient)) as unique_clicks
+    group by server_id, message_id, recipient
+),
+clicked as (
+    select server_id, message_id, any_value(message_stream) as message_stream, any_value(tag) as tag,
+           min(received_at) as first_at, count(*) as events
     from {{ source('postmark', 'messages_clicks') }}
-    group by all
+    group by server_id, message_id, recipient
+),
+events as (
+    select server_id, stream_key, tag_key, day, 1 as messages, sent
+    from messages
+    union all by name
+    select b.server_id,
+           coalesce(m.stream_key, b.message_stream, '') as stream_key,
+           coalesce(m.tag_key, b.tag, '') as tag_key,
+           coalesce(m.day, {{ var('postmark_schema', 'main') }}.eastern_date(b.bounced_at)) as day,
+           (b.type <> 'SpamComplaint')::BIGINT as bounced,
+           (b.type = 'HardBounce')::BIGINT as hard_bounces,
+           (b.type in ('SoftBounce', 'Transient'))::BIGINT as soft_bounces,
+           (b.type = 'SpamComplaint')::BIGINT as spam_complaints
+    from {{ source('postmark', 'bounces') }} as b
+    left join messages as m on m.server_id = b.server_id and m.message_id = b.message_id
+    union all by name
+    select o.server_id,
+           coalesce(m.stream_key, o.message_stream, '') as stream_key,
+           coalesce(m.tag_key, o.tag, '') as tag_key,
+           coalesce(m.day, {{ var('postmark_schema', 'main') }}.eastern_date(o.first_at)) as day,
+           o.events as opens, 1 as unique_opens
+    from opened as o
+    left join messages as m on m.server_id = o.server_id and m.message_id = o.message_id
+    union all by name
+    select c.server_id,
+           coalesce(m.stream_key, c.message_stream, '') as stream_key,
+           coalesce(m.tag_key, c.tag, '') as tag_key,
+           coalesce(m.day, {{ var('postmark_schema', 'main') }}.eastern_date(c.first_at)) as day,
+           c.events as clicks, 1 as unique_clicks
+    from clicked as c
+    left join messages as m on m.server_id = c.server_id and m.message_id = c.message_id
 ),
 daily as (
     select server_id, nullif(stream_key, '') as message_stream, nullif(tag_key, '') as tag, day,
