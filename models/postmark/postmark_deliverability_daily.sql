@@ -10,15 +10,14 @@ with messages as (
     from {{ source('postmark', 'messages_outbound') }}
 ),
 -- One row per message and recipient that opened (or clicked), with the count of its events.
-opened as (
-    select server_id, message_id, any_value(message_stream) as message_stream, any_value(tag) as tag,
-           min(received_at) as first_at, count(*) as events
+engaged as (
+    select 'open' as kind, server_id, message_id, any_value(message_stream) as message_stream,
+           any_value(tag) as tag, min(received_at) as first_at, count(*) as events
     from {{ source('postmark', 'messages_opens') }}
     group by server_id, message_id, recipient
-),
-clicked as (
-    select server_id, message_id, any_value(message_stream) as message_stream, any_value(tag) as tag,
-           min(received_at) as first_at, count(*) as events
+    union all
+    select 'click' as kind, server_id, message_id, any_value(message_stream) as message_stream,
+           any_value(tag) as tag, min(received_at) as first_at, count(*) as events
     from {{ source('postmark', 'messages_clicks') }}
     group by server_id, message_id, recipient
 ),
@@ -37,21 +36,16 @@ events as (
     from {{ source('postmark', 'bounces') }} as b
     left join messages as m on m.server_id = b.server_id and m.message_id = b.message_id
     union all by name
-    select o.server_id,
-           coalesce(m.stream_key, o.message_stream, '') as stream_key,
-           coalesce(m.tag_key, o.tag, '') as tag_key,
-           coalesce(m.day, {{ var('postmark_schema', 'main') }}.eastern_date(o.first_at)) as day,
-           o.events as opens, 1 as unique_opens
-    from opened as o
-    left join messages as m on m.server_id = o.server_id and m.message_id = o.message_id
-    union all by name
-    select c.server_id,
-           coalesce(m.stream_key, c.message_stream, '') as stream_key,
-           coalesce(m.tag_key, c.tag, '') as tag_key,
-           coalesce(m.day, {{ var('postmark_schema', 'main') }}.eastern_date(c.first_at)) as day,
-           c.events as clicks, 1 as unique_clicks
-    from clicked as c
-    left join messages as m on m.server_id = c.server_id and m.message_id = c.message_id
+    select e.server_id,
+           coalesce(m.stream_key, e.message_stream, '') as stream_key,
+           coalesce(m.tag_key, e.tag, '') as tag_key,
+           coalesce(m.day, {{ var('postmark_schema', 'main') }}.eastern_date(e.first_at)) as day,
+           case when e.kind = 'open' then e.events end as opens,
+           (e.kind = 'open')::BIGINT as unique_opens,
+           case when e.kind = 'click' then e.events end as clicks,
+           (e.kind = 'click')::BIGINT as unique_clicks
+    from engaged as e
+    left join messages as m on m.server_id = e.server_id and m.message_id = e.message_id
 ),
 daily as (
     select server_id, nullif(stream_key, '') as message_stream, nullif(tag_key, '') as tag, day,

@@ -31,7 +31,13 @@ pub fn query(path: &Path, schema: &str, timeout: std::time::Duration, sql: &str)
         source: Box::new(e),
     };
     let mut stmt = conn.prepare(sql).map_err(|e| fail("preparing the query", e))?;
-    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| fail("running the query", e))?.collect();
+    let result = stmt.query_arrow([]).map_err(|e| fail("running the query", e))?;
+    let schema = result.get_schema();
+    let mut batches: Vec<RecordBatch> = result.collect();
+    // No rows still shows the columns.
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
     arrow::util::pretty::pretty_format_batches(&batches)
         .map(|t| t.to_string())
         .map_err(|e| SinkError::Write {
