@@ -251,3 +251,48 @@ fn stats_are_read_per_tag() {
     let asked: BTreeSet<String> = env.fake.requests().iter().filter_map(|r| r.param("tag").map(str::to_string)).collect();
     assert_eq!(asked, BTreeSet::from(["welcome".to_string()]));
 }
+
+/// Two Postmark accounts share one DuckDB file, one `schema` each: tables, states and models
+/// stay apart, and `query` and `report` read the schema they are given.
+#[test]
+fn accounts_share_one_file_by_schema() {
+    let shop = Env::new(yesterday_messages(300));
+    let blog = Env::new(yesterday_messages(120));
+    let db = shop.path("shared.duckdb");
+    for (env, schema) in [(&shop, "shop"), (&blog, "blog")] {
+        let cfg = env.config(two_days_ago(), json!({"schema": schema}));
+        assert_ok(&env.sync_streams(&cfg, RAW, &["--path", db.to_str().unwrap_or_default()]));
+    }
+    assert_eq!(scalar(&db, "SELECT count(*) FROM shop.messages_outbound"), 300);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM blog.messages_outbound"), 120);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main'"), 0);
+    let count = |schema: &str| {
+        let out = shop.run(&[
+            "query",
+            "--path",
+            db.to_str().unwrap_or_default(),
+            "--schema",
+            schema,
+            "SELECT count(*) AS n FROM messages_outbound",
+        ]);
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(count("shop").contains("| 300 |") && count("blog").contains("| 120 |"));
+    // A second run of one account starts from the bookmark in its own schema's state.
+    let state: serde_json::Value =
+        serde_json::from_str(&rows(&db, "SELECT state FROM blog._postmark_elt_state").into_iter().next().expect("state")).expect("json");
+    let bookmark = state["bookmarks"]["messages_outbound"]["outbound"]["replication_key_value"]
+        .as_str()
+        .expect("bookmark");
+    let bookmark = DateTime::parse_from_rfc3339(bookmark).expect("time").with_timezone(&Utc);
+    let cfg = blog.config(two_days_ago(), json!({"schema": "blog"}));
+    blog.fake.clear_requests();
+    assert_ok(&blog.sync_streams(&cfg, RAW, &["--path", db.to_str().unwrap_or_default()]));
+    // The overlap (60 min) and the hour date-window reads start early.
+    assert_first_fromdate(&blog, bookmark - chrono::Duration::minutes(120));
+    let out = shop.run(&["report", "--path", db.to_str().unwrap_or_default(), "--schema", "blog", "--out", "blog.html"]);
+    assert_ok(&out);
+    let html = std::fs::read_to_string(shop.path("blog.html")).expect("report");
+    assert!(html.contains("<b>120</b>"), "the blog's report counts the blog's messages");
+}
