@@ -1,5 +1,6 @@
 //! Smaller holes that independent checks found: records repeated on a shared window second,
-//! archived message streams left out, state files in runners' wrappers.
+//! archived message streams left out, state files in runners' wrappers, URL paths written as
+//! local folders.
 
 mod common;
 
@@ -149,4 +150,25 @@ fn a_missing_folder_named_like_a_lock_is_not_locked() {
     let out = env.sync_streams(&cfg, "messages_outbound", &["--path", "blocks/pm/pm.duckdb"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocks/pm"), "{}", text(&out));
+}
+
+/// An object-storage URL as `--path` is refused before anything is requested or written (it
+/// used to become a local folder named `s3:`), with exit 3 and the way out.
+#[test]
+fn url_paths_are_refused_not_written_locally() {
+    let env = Env::new(yesterday_messages(20));
+    let cfg = env.config(two_days_ago(), json!({}));
+    for (dest, url) in [
+        ("parquet", "s3://lake/pm"),
+        ("duckdb", "gs://bucket/postmark.duckdb"),
+        ("parquet", "file:///tmp/x"),
+    ] {
+        let out = env.sync_streams(&cfg, "messages_outbound", &["--dest", dest, "--path", url]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert!(stderr.contains(&format!("--path {url} is a URL")) && stderr.contains("local"), "{stderr}");
+        let scheme = url.split(':').next().unwrap_or_default();
+        assert!(!env.path(&format!("{scheme}:")).exists(), "a local folder named {scheme}: was created");
+    }
+    assert!(env.fake.requests().is_empty(), "nothing was requested");
 }

@@ -82,6 +82,9 @@ async fn run_sync(
     };
     let client = PostmarkClient::new(&config)?;
     let path = args.path.clone().unwrap_or_else(|| default_path(args.dest));
+    if matches!(args.dest, DestKind::Duckdb | DestKind::Parquet) {
+        sinks::local(&path)?;
+    }
     if args.dry_run {
         // Reads the stored state if there is one; creates nothing.
         let state = match override_state {

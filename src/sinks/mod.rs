@@ -65,6 +65,10 @@ pub enum SinkError {
     },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(
+        "--path {path} is a URL, and postmark-elt writes local files only (object storage is not supported yet); write to a local path and copy it, e.g. with `aws s3 sync`"
+    )]
+    NotLocal { path: String },
     #[error("this postmark-elt was built without DuckDB support; rebuild with `--features duckdb`, or use --dest parquet or --dest singer")]
     DuckdbDisabled,
 }
@@ -330,8 +334,25 @@ impl Default for SinkOptions {
     }
 }
 
+/// `path` unless it is a URL (`s3://...`), which would otherwise become a local folder named
+/// `s3:` and load nothing where it was meant to go.
+pub fn local(path: &std::path::Path) -> Result<&std::path::Path, SinkError> {
+    let text = path.to_string_lossy();
+    let scheme = text.split_once("://").map(|(s, _)| s);
+    let is_url =
+        scheme.is_some_and(|s| s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)));
+    if is_url {
+        return Err(SinkError::NotLocal { path: text.into_owned() });
+    }
+    Ok(path)
+}
+
 /// Opens the destination chosen on the command line.
 pub fn open(kind: DestKind, path: &std::path::Path, options: SinkOptions) -> Result<Box<dyn Sink>, SinkError> {
+    let path = match kind {
+        DestKind::Duckdb | DestKind::Parquet => local(path)?,
+        DestKind::Singer | DestKind::Airbyte => path,
+    };
     match kind {
         #[cfg(feature = "duckdb")]
         DestKind::Duckdb => Ok(Box::new(duckdb::DuckdbSink::open(path, options)?)),
