@@ -88,17 +88,9 @@ pub enum Command {
     /// Print the JSON Schema of the config file.
     Spec,
     /// Check the config and the token: calls GET /server.
-    Check {
-        /// Config file (JSON).
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-    },
+    Check(ConfigFile),
     /// Print the Singer catalog of every stream.
-    Discover {
-        /// Config file (JSON).
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-    },
+    Discover(ConfigFile),
     /// Sync the selected streams into the destination.
     Sync(SyncArgs),
     /// Receive Postmark webhooks into the warehouse, and register them with Postmark.
@@ -133,6 +125,14 @@ pub enum Command {
         /// One SQL statement, e.g. "SELECT count(*) FROM messages_outbound".
         sql: String,
     },
+}
+
+/// The config file of the verbs that need nothing else (check, discover; also under `airbyte`).
+#[derive(Debug, Args)]
+pub struct ConfigFile {
+    /// Config file (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 /// The DuckDB file a reader opens (read-only, while syncs may run).
@@ -206,15 +206,9 @@ pub enum AirbyteCommand {
     /// SPEC: the config's JSON Schema (tokens marked `airbyte_secret`).
     Spec,
     /// CONNECTION_STATUS: the config and the token (GET /server); a failure is a status, exit 0.
-    Check {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-    },
+    Check(ConfigFile),
     /// CATALOG: every stream with its sync modes, cursor and primary key.
-    Discover {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-    },
+    Discover(ConfigFile),
     /// RECORD, per-stream STATE, TRACE and LOG messages of the streams the configured catalog
     /// selects.
     Read {

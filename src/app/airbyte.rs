@@ -3,17 +3,17 @@
 
 use super::*;
 use crate::airbyte::{emit, protocol};
-use crate::cli::AirbyteCommand;
+use crate::cli::{AirbyteCommand, ConfigFile};
 
 pub(super) async fn run(cmd: AirbyteCommand) -> Result<(), Error> {
     match cmd {
         AirbyteCommand::Spec => emit(&[protocol::spec()]).map_err(Error::Stdout),
         // The protocol wants a failed check as a status, and exit 0.
-        AirbyteCommand::Check { config } => {
+        AirbyteCommand::Check(ConfigFile { config }) => {
             let outcome = check_connection(&config).await;
             emit(&[protocol::connection_status(outcome.as_ref().err())]).map_err(Error::Stdout)
         }
-        AirbyteCommand::Discover { config } => {
+        AirbyteCommand::Discover(ConfigFile { config }) => {
             let outcome = load_config(&config).and_then(|_| protocol::catalog().map_err(Error::from));
             finish(outcome.and_then(|catalog| emit(&[catalog]).map_err(Error::Stdout)))
         }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::catalog;
-use crate::cli::{Cli, Command, SyncArgs, WebhooksCommand};
+use crate::cli::{Cli, Command, ConfigFile, SyncArgs, WebhooksCommand};
 use crate::client::{Auth, BodyError, PostmarkClient};
 use crate::config::{self, Config};
 use crate::error::Error;
@@ -32,8 +32,8 @@ use sync::default_path;
 pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Some(Command::Spec) => print_json(&config::spec()),
-        Some(Command::Check { config }) => check(&config).await,
-        Some(Command::Discover { config }) => discover(&config),
+        Some(Command::Check(ConfigFile { config })) => check(&config).await,
+        Some(Command::Discover(ConfigFile { config })) => discover(&config),
         Some(Command::Sync(mut args)) => {
             args.live_progress = !cli.quiet && cli.log_format == crate::cli::LogFormat::Text;
             args.json_logs = cli.log_format == crate::cli::LogFormat::Json;

@@ -72,7 +72,7 @@ pub(super) fn parse_columns(map: &BTreeMap<String, Value>) -> Result<ColumnPolic
     for stream in policy.streams.keys() {
         let (schema, key, cursor) = if let Some(def) = crate::streams::find(stream) {
             let key = def.primary_key.iter().map(|k| k.to_string()).collect::<Vec<_>>();
-            (def.schema().map(|s| s.arrow_schema()), key, def.replication_key())
+            (def.schema().map(|s| s.arrow_schema()), key, def.cursor_field)
         } else if let Some(t) = crate::webhooks::table(stream) {
             (
                 t.schema().map(|s| s.arrow_schema()),

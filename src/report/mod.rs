@@ -43,6 +43,8 @@ pub struct Chart {
     /// Per label: the day is only partly synced.
     pub partial: Vec<bool>,
     pub series: Vec<Series>,
+    /// The table under the chart, when it shows more than the chart's own numbers.
+    pub table: Option<page::Table>,
 }
 
 const BLUE: &str = "#2f6fde";
@@ -98,6 +100,7 @@ fn chart(title: &'static str, note: String, kind: Kind, unit: Unit, data: &[(Str
                 values: data.iter().map(|(_, v)| v[*i]).collect(),
             })
             .collect(),
+        table: None,
     }
 }
 
@@ -185,6 +188,17 @@ pub fn render(args: &crate::cli::ReadArgs) -> Result<String, SinkError> {
         "SELECT coalesce(client_family, 'Unknown'), sum(events) FROM postmark_client_mix WHERE event = 'open' GROUP BY ALL ORDER BY 2 DESC LIMIT 10",
         1,
     )?;
+    let stream_table = page::Table {
+        head: vec!["message stream", "sent", "bounce rate", "spam rate", "open rate", "click rate"],
+        rows: streams
+            .iter()
+            .map(|(s, v)| {
+                let mut row = vec![s.clone(), svg::group_thousands(v[0] as i64)];
+                row.extend(v[1..].iter().map(|r| svg::format_value(*r, Unit::Percent)));
+                row
+            })
+            .collect(),
+    };
     let with_partial = |mut c: Chart| {
         c.partial = partial.clone();
         c
@@ -220,14 +234,17 @@ pub fn render(args: &crate::cli::ReadArgs) -> Result<String, SinkError> {
             &daily,
             &[("hard", RED, 2), ("soft", YELLOW, 3), ("spam complaints", PURPLE, 4)],
         )),
-        chart(
-            "Sent per message stream",
-            "The whole date range; rates in the table.".to_string(),
-            Kind::Horizontal,
-            Unit::Count,
-            &streams,
-            &[("sent", BLUE, 0)],
-        ),
+        Chart {
+            table: Some(stream_table),
+            ..chart(
+                "Sent per message stream",
+                "The whole date range; rates in the table.".to_string(),
+                Kind::Horizontal,
+                Unit::Count,
+                &streams,
+                &[("sent", BLUE, 0)],
+            )
+        },
         chart(
             "Bounce reasons",
             "Bounces in the date range, by type.".to_string(),
@@ -253,16 +270,5 @@ pub fn render(args: &crate::cli::ReadArgs) -> Result<String, SinkError> {
             &[("opens", BLUE, 0)],
         ),
     ];
-    let stream_table = page::Table {
-        head: vec!["message stream", "sent", "bounce rate", "spam rate", "open rate", "click rate"],
-        rows: streams
-            .iter()
-            .map(|(s, v)| {
-                let mut row = vec![s.clone(), svg::group_thousands(v[0] as i64)];
-                row.extend(v[1..].iter().map(|r| svg::format_value(*r, Unit::Percent)));
-                row
-            })
-            .collect(),
-    };
-    Ok(page::html(db, &totals, &charts, &stream_table))
+    Ok(page::html(db, &totals, &charts))
 }

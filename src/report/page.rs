@@ -61,7 +61,7 @@ fn chart_table(c: &Chart) -> Table {
     Table { head, rows }
 }
 
-pub fn html(db: &Path, totals: &Totals, charts: &[Chart], streams: &Table) -> String {
+pub fn html(db: &Path, totals: &Totals, charts: &[Chart]) -> String {
     let mut out = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Postmark report</title>\
@@ -102,10 +102,9 @@ pub fn html(db: &Path, totals: &Totals, charts: &[Chart], streams: &Table) -> St
             }
         };
         let _ = write!(out, "<div class=\"wide\">{}</div><div class=\"narrow\">{}</div>", draw(WIDE), draw(NARROW));
-        if c.title == "Sent per message stream" {
-            table(&mut out, streams);
-        } else {
-            table(&mut out, &chart_table(c));
+        match &c.table {
+            Some(t) => table(&mut out, t),
+            None => table(&mut out, &chart_table(c)),
         }
         out.push_str("</section>");
     }

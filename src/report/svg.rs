@@ -1,6 +1,6 @@
 //! Inline SVG charts: vertical bars (side by side or stacked) and lines over days, with a value
 //! axis of round ticks and gridlines; horizontal bars for categories. Days that are only partly
-//! synced are drawn hatched and named in the axis labels, never as a drop. Charts scale to the
+//! synced are drawn hatched (and named so in the tables), never as a drop. Charts scale to the
 //! page width (viewBox), so they read on a phone.
 
 use std::fmt::Write as _;

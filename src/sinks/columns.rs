@@ -6,6 +6,7 @@
 //! columns still join.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray, StructArray, new_null_array};
@@ -59,7 +60,8 @@ fn resolve<'a>(ty: &'a DataType, path: &[String]) -> Result<&'a DataType, String
 
 impl ColumnPolicy {
     /// Checks a stream's rules against its schema: every path exists, hashed paths hold text,
-    /// and no rule touches the key (or the cursor) in a way that would break merging.
+    /// and no rule drops a column every destination keeps (`projection::always_kept`), which
+    /// would otherwise stay silently.
     pub fn check(&self, stream: &str, schema: &Schema, primary_key: &[String], cursor: Option<&str>) -> Result<(), String> {
         let Some(rules) = self.streams.get(stream) else {
             return Ok(());
@@ -70,9 +72,10 @@ impl ColumnPolicy {
                 .field_with_name(&path[0])
                 .map_err(|_| format!("`{stream}` has no column `{}`; `postmark-elt docs` lists the columns", path[0]))?;
             let ty = resolve(column.data_type(), &path[1..]).map_err(|e| format!("`{stream}.{}` {e}", path[0]))?;
-            let keeps_merging = primary_key.iter().chain(cursor.map(str::to_string).as_ref()).all(|k| k != &path[0]) || action == Action::Hash;
-            if !keeps_merging {
-                return Err(format!("`{stream}.{rule}` is a key or cursor column and cannot be dropped; hash it instead"));
+            if action == Action::Null && crate::sinks::projection::always_kept(&path[0], primary_key, cursor) {
+                return Err(format!(
+                    "`{stream}.{rule}` is a key, cursor or server_id column and cannot be dropped; hash it instead"
+                ));
             }
             if action == Action::Hash && *ty != DataType::Utf8 {
                 return Err(format!("`{stream}.{rule}` is {ty}, not text; only text can be hashed (drop it instead)"));
@@ -107,7 +110,11 @@ impl ColumnPolicy {
         digest.update(self.salt.as_ref().map_or("", Secret::expose).as_bytes());
         digest.update([0u8]);
         digest.update(value.trim().to_lowercase().as_bytes());
-        digest.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        let mut hex = String::with_capacity(64);
+        for b in digest.finalize() {
+            let _ = write!(hex, "{b:02x}");
+        }
+        hex
     }
 
     /// `array` with `action` applied at `path` below it.
@@ -178,6 +185,9 @@ mod tests {
         let mut bad = policy();
         bad.streams.get_mut("messages_outbound").map(|r| r.drop.insert("message_id".to_string()));
         assert!(check(&bad).is_err_and(|e| e.contains("hash it instead")));
+        let mut bad = policy();
+        bad.streams.get_mut("messages_outbound").map(|r| r.drop.insert("server_id".to_string()));
+        assert!(check(&bad).is_err_and(|e| e.contains("cannot be dropped")));
         let mut bad = policy();
         bad.streams.get_mut("messages_outbound").map(|r| r.hash.insert("track_opens".to_string()));
         assert!(check(&bad).is_err_and(|e| e.contains("only text")));

@@ -69,15 +69,17 @@ impl Projected {
     }
 }
 
+/// Whether column `name` stays whatever is deselected or dropped: a key or the cursor (rows
+/// could no longer be merged or bookmarked), or `server_id` (a full table replaces one server's
+/// rows by it).
+pub fn always_kept(name: &str, primary_key: &[String], cursor: Option<&str>) -> bool {
+    primary_key.iter().any(|k| k == name) || cursor == Some(name) || name == crate::schema::SERVER_ID
+}
+
 /// `stream` without its deselected columns, and the indices of the columns it keeps (None when
 /// it keeps all).
 fn project(stream: &StreamInfo, deselected: &BTreeSet<String>) -> Result<(StreamInfo, Option<Vec<usize>>), SinkError> {
-    let drop = |name: &str| {
-        deselected.contains(name)
-            && !stream.primary_key.iter().any(|k| k == name)
-            && stream.cursor_field.as_deref() != Some(name)
-            && name != crate::schema::SERVER_ID
-    };
+    let drop = |name: &str| deselected.contains(name) && !always_kept(name, &stream.primary_key, stream.cursor_field.as_deref());
     let kept: Vec<usize> = (0..stream.arrow.fields().len()).filter(|&i| !drop(stream.arrow.field(i).name())).collect();
     if kept.len() == stream.arrow.fields().len() {
         return Ok((stream.clone(), None));
