@@ -4,9 +4,8 @@
 
 use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::America::New_York;
-use std::convert::Infallible;
 
-use postmark_elt::streams::window::{CannotSplit, LeafPlanner, PlanError, Window};
+use postmark_elt::streams::window::{CannotSplit, LeafPlanner, TooDense, Window};
 use proptest::prelude::*;
 
 const REACH: u64 = 10_000;
@@ -26,24 +25,37 @@ fn count(times: &[DateTime<Utc>], w: &Window) -> u64 {
     (hi - lo) as u64
 }
 
-/// The runner's planner itself ([`LeafPlanner`]), with a counting oracle instead of HTTP:
-/// leaves, oldest first.
-fn plan(root: Window, times: &[DateTime<Utc>]) -> Result<Vec<Window>, CannotSplit> {
+/// The runner's planner itself ([`LeafPlanner`]), with a counting oracle instead of HTTP: up to
+/// `ahead` probes out at once, answered in an order drawn from `seed` (the API answers in any
+/// order); leaves, which must come out oldest first.
+fn plan(root: Window, times: &[DateTime<Utc>], ahead: usize, seed: u64) -> Result<Vec<Window>, CannotSplit> {
     let mut planner = LeafPlanner::new(root, REACH);
-    let mut leaves = Vec::new();
+    let mut leaves: Vec<Window> = Vec::new();
+    let mut out: Vec<Window> = Vec::new();
+    let mut x = seed | 1;
     loop {
-        let next = futures::executor::block_on(planner.next(async |w| Ok::<_, Infallible>((count(times, &w), ()))));
-        match next {
-            Ok(Some(leaf)) => {
-                assert_eq!(leaf.total, count(times, &leaf.window), "the leaf carries its probe's count");
-                leaves.push(leaf.window);
-            }
-            Ok(None) => return Ok(leaves),
-            Err(PlanError::TooDense { total, source }) => {
-                assert!(total > REACH, "only a window above the reach is refused");
-                return Err(source);
-            }
-            Err(PlanError::Probe(never)) => match never {},
+        while out.len() < ahead
+            && let Some(w) = planner.next_probe()
+        {
+            out.push(w);
+        }
+        while let Some(leaf) = planner.next_leaf() {
+            assert_eq!(leaf.total, count(times, &leaf.window), "the leaf carries its probe's count");
+            assert!(leaves.last().is_none_or(|l| l.to == leaf.window.from), "leaves come out in order");
+            leaves.push(leaf.window);
+        }
+        if out.is_empty() {
+            assert!(planner.is_done());
+            return Ok(leaves);
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let w = out.swap_remove((x % out.len() as u64) as usize);
+        let total = count(times, &w);
+        if let Err(TooDense { total, source }) = planner.probed(w, total, ()) {
+            assert!(total > REACH, "only a window above the reach is refused");
+            return Err(source);
         }
     }
 }
@@ -90,10 +102,10 @@ proptest! {
 
     /// Windows tile the range, fit under the limit, and every row is in some window.
     #[test]
-    fn windows_cover_everything_under_the_limit((begin, end, times) in traffic()) {
+    fn windows_cover_everything_under_the_limit((begin, end, times) in traffic(), ahead in 1usize..9, seed in any::<u64>()) {
         let root = Window::covering(begin, end);
         prop_assert!(root.from <= begin && root.to >= end);
-        let leaves = match plan(root, &times) {
+        let leaves = match plan(root, &times, ahead, seed) {
             Ok(l) => l,
             // Only a window no wall-clock query can divide may refuse: a second or two, or the
             // repeated hour of a fall-back night (two real hours).
@@ -127,7 +139,7 @@ fn dst_nights_neither_skip_nor_double() {
         let end = begin + Duration::hours(6);
         // One row every 0.9 s over six hours: 24,000 rows, so the night must be split.
         let times: Vec<DateTime<Utc>> = (0..24_000).map(|i| begin + Duration::milliseconds(i * 900)).collect();
-        let leaves = plan(Window::covering(begin, end), &times).unwrap();
+        let leaves = plan(Window::covering(begin, end), &times, 4, day_start as u64).unwrap();
         assert!(leaves.len() >= 3, "{name}");
         let total: u64 = leaves.iter().map(|w| count(&times, w)).sum();
         assert!(total >= 24_000 && total <= 24_000 + leaves.len() as u64, "{name}: {total}");

@@ -3,7 +3,16 @@
 use super::*;
 
 /// A data set of `records` rows: half messages over ten days, half opens of them.
-pub(super) fn start_fake(records: u64, latency: Duration) -> (FakePostmark, u64, u64) {
+pub(super) fn start_fake(records: u64) -> (FakePostmark, u64, u64) {
+    let config = FakeConfig {
+        gzip: false,
+        ..FakeConfig::default()
+    };
+    start_fake_with(records, config)
+}
+
+/// The data set of [`start_fake`] behind a fake configured as given (latency, errors).
+pub(super) fn start_fake_with(records: u64, config: FakeConfig) -> (FakePostmark, u64, u64) {
     let now = Utc::now();
     let messages = generate::between(
         11,
@@ -18,11 +27,6 @@ pub(super) fn start_fake(records: u64, latency: Duration) -> (FakePostmark, u64,
         .map(|m| generate::event(&mut rng, m, &m.to[0].0, m.received_at + ChronoDuration::seconds(90), true, false))
         .collect();
     let (m, o) = (messages.len() as u64, opens.len() as u64);
-    let config = FakeConfig {
-        latency,
-        gzip: false,
-        ..FakeConfig::default()
-    };
     let fake = FakePostmark::start(config, default_streams(), messages);
     fake.with_data(0, |d| d.add_opens(opens));
     (fake, m, o)
@@ -36,15 +40,40 @@ pub(super) fn vm_hwm_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-pub(super) fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usize, duckdb_memory_limit_mb: Option<u64>, readers: bool) -> Result<Run, String> {
+/// One timed sync: where it writes and what it reads.
+pub(super) struct Spec {
+    pub dest: &'static str,
+    pub concurrency: usize,
+    pub duckdb_memory_limit_mb: Option<u64>,
+    /// Poll the DuckDB file as a reader during the sync.
+    pub readers: bool,
+    /// The streams synced: messages_outbound and messages_opens by a catalog, or (`false`) the
+    /// default selection, as `postmark-elt sync` without a catalog reads.
+    pub two_streams: bool,
+}
+
+impl Spec {
+    pub fn two_streams(dest: &'static str, concurrency: usize) -> Self {
+        Spec {
+            dest,
+            concurrency,
+            duckdb_memory_limit_mb: None,
+            readers: false,
+            two_streams: true,
+        }
+    }
+}
+
+pub(super) fn run_once(fake: &FakePostmark, spec: &Spec) -> Result<Run, String> {
+    let dest = spec.dest;
     let dir = tempfile_dir();
     let config = dir.join("config.json");
     let mut cfg = serde_json::json!({
         "server_token": fake.token(), "base_url": fake.base_url(),
         "start_date": (Utc::now() - ChronoDuration::days(11)).to_rfc3339(),
-        "message_streams": ["outbound"], "max_concurrency": concurrency, "lookback_days": 30
+        "message_streams": ["outbound"], "max_concurrency": spec.concurrency, "lookback_days": 30
     });
-    if let Some(mb) = duckdb_memory_limit_mb {
+    if let Some(mb) = spec.duckdb_memory_limit_mb {
         cfg["duckdb_memory_limit_mb"] = mb.into();
     }
     std::fs::write(&config, cfg.to_string()).map_err(|e| e.to_string())?;
@@ -57,18 +86,19 @@ pub(super) fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usi
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let path = dir.join(if dest == "parquet" { "lake" } else { "bench.duckdb" });
     let started = Instant::now();
-    let mut child = Command::new(me)
-        .args(["child", "sync", "-q", "--config"])
-        .arg(&config)
-        .args(["--catalog"])
-        .arg(dir.join("catalog.json"))
+    let mut command = Command::new(me);
+    command.args(["child", "sync", "-q", "--config"]).arg(&config);
+    if spec.two_streams {
+        command.args(["--catalog"]).arg(dir.join("catalog.json"));
+    }
+    let mut child = command
         .args(["--dest", dest, "--path"])
         .arg(&path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let poller = (readers && dest == "duckdb").then(|| {
+    let poller = (spec.readers && dest == "duckdb").then(|| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         (stop.clone(), readers::poll_while(path.clone(), stop))
     });
@@ -94,18 +124,52 @@ pub(super) fn run_once(fake: &FakePostmark, dest: &'static str, concurrency: usi
         }
         return Err(format!("sync into {dest} failed: {err}"));
     }
-    let requests = fake
-        .requests()
+    let served = fake.requests();
+    if let Ok(dump) = std::env::var("BENCH_DUMP") {
+        let t0 = served.first().map(|r| r.arrived);
+        let lines: Vec<String> = served
+            .iter()
+            .map(|r| {
+                let at = t0.map_or(0.0, |t| (r.arrived - t).as_secs_f64());
+                let q: Vec<String> = r.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{at:.3} {:.3} {} {} {}", (r.answered - r.arrived).as_secs_f64(), r.status, r.path, q.join("&"))
+            })
+            .collect();
+        static DUMPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = DUMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::fs::write(format!("{dump}.{n}"), lines.join("\n")).ok();
+    }
+    let requests = served
         .iter()
-        .filter(|r| r.path == "/messages/outbound" || r.path == "/messages/outbound/opens")
+        .filter(|r| r.status == 200 && (r.path == "/messages/outbound" || r.path == "/messages/outbound/opens"))
         .count() as u64;
     std::fs::remove_dir_all(&dir).ok();
     Ok(Run {
         seconds,
         peak_rss_mib: peak,
         requests,
+        served: Served::of(&served),
         reader,
     })
+}
+
+/// What the fake served during one sync: requests, the answered ones, and the time they took
+/// at the fake (its drawn latency), summed.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Served {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency_sum_s: f64,
+}
+
+impl Served {
+    fn of(requests: &[fake_postmark::RecordedRequest]) -> Self {
+        Served {
+            requests: requests.len() as u64,
+            errors: requests.iter().filter(|r| r.status != 200).count() as u64,
+            latency_sum_s: requests.iter().map(|r| (r.answered - r.arrived).as_secs_f64()).sum(),
+        }
+    }
 }
 
 pub(super) fn tempfile_dir() -> std::path::PathBuf {

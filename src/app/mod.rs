@@ -176,10 +176,10 @@ async fn webhooks(cmd: WebhooksCommand, text_logs: bool) -> Result<(), Error> {
             spool,
         } => {
             let config = load_config(&config)?;
-            if matches!(dest, DestKind::Singer | DestKind::Airbyte) {
+            if matches!(dest, DestKind::Singer | DestKind::Airbyte | DestKind::Discard) {
                 return Err(Error::Config(config::ConfigError::Invalid {
                     key: "--dest",
-                    problem: "a stream of messages on stdout cannot hold webhook events".to_string(),
+                    problem: "webhook events need a destination that keeps them".to_string(),
                     fix: "use --dest duckdb or --dest parquet".to_string(),
                 }));
             }

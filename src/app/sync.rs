@@ -56,7 +56,7 @@ struct RunCounters {
 
 /// Streams read at the same time (at most `max_concurrency`): enough to hide one stream's
 /// sequential round trips behind another's pages, few enough to keep memory small.
-pub(super) const STREAMS_AT_ONCE: usize = 4;
+pub(super) const STREAMS_AT_ONCE: usize = 8;
 
 async fn run_sync(
     args: &SyncArgs,

@@ -178,17 +178,13 @@ impl PostmarkClient {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let outcome = {
-                // The permit is held only while the request is in flight, not while backing off.
-                let _slot = self.limiter.acquire().await;
-                self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                self.attempt(&method, &url, body, rules, &request, (token, secret)).await
-            };
+            let outcome = self.attempt(&method, &url, body, rules, &request, (token, secret)).await;
             match &outcome {
                 Ok(_) => self.limiter.on_success(),
                 Err(Attempt::Retry { status: Some(429), .. }) => {
-                    self.limiter.on_rate_limited();
-                    tracing::info!(limit = self.limiter.current(), "Rate limited; fewer requests in flight.");
+                    if self.limiter.on_rate_limited() {
+                        tracing::info!(limit = self.limiter.current(), "Rate limited; fewer requests in flight.");
+                    }
                 }
                 Err(_) => {}
             }
@@ -260,21 +256,22 @@ impl PostmarkClient {
         if let Some(body) = body {
             builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
         }
-        let response = builder.send().await.map_err(|e| transport_failure(&e))?;
-        self.clock
-            .observe(response.headers().get(reqwest::header::DATE).and_then(|v| v.to_str().ok()), chrono::Utc::now());
-        let status = response.status();
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-        // A body cut off mid-way is a transport failure, retried like a reset connection.
-        let body = response.bytes().await.map_err(|e| transport_failure(&e))?;
+        let Answer {
+            status,
+            date,
+            retry_after,
+            body,
+        } = Transfer::spawn(builder, self.limiter.clone(), self.stats.clone()).finish().await?;
+        self.clock.observe(date.as_deref(), chrono::Utc::now());
+        let retry_after = retry_after.as_deref().and_then(parse_retry_after);
         if status.is_success() {
-            return Ok(body.to_vec());
+            return Ok(body);
         }
         let api: Option<ApiErrorBody> = serde_json::from_slice(&body).ok();
         let (error_code, message) = api.map_or((None, None), |b| (b.error_code, b.message));
         let code = status.as_u16();
         Err(match action_for(status, error_code, rules) {
-            Action::Success => return Ok(body.to_vec()),
+            Action::Success => return Ok(body),
             Action::Skip => Attempt::Fatal(ClientError::Skipped {
                 request: request.to_string(),
                 status: code,
@@ -304,6 +301,63 @@ impl PostmarkClient {
                 message,
             }),
         })
+    }
+}
+
+/// What a transfer brought back: the status, the headers the client reads, the whole body.
+struct Answer {
+    status: reqwest::StatusCode,
+    date: Option<String>,
+    retry_after: Option<String>,
+    body: Vec<u8>,
+}
+
+/// One HTTP exchange on a task of its own, which takes a slot of the limit, sends the request
+/// and reads the whole body (a body cut off mid-way is a transport failure, retried like a reset
+/// connection). Reads hand pages on in order and decode them on their own task; on its own
+/// task, a request is sent the moment a slot is free and its answer read as it arrives,
+/// whatever that task is busy with. Dropping the transfer (a read that stops) aborts it.
+struct Transfer(tokio::task::JoinHandle<Result<Answer, reqwest::Error>>);
+
+impl Transfer {
+    fn spawn(request: reqwest::RequestBuilder, limiter: Arc<AdaptiveLimit>, stats: Arc<ClientStats>) -> Self {
+        Transfer(tokio::spawn(async move {
+            // The slot is held only while the request is in flight, not while backing off.
+            let _slot = limiter.acquire().await;
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            let response = request.send().await?;
+            let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_string);
+            let (date, retry_after) = (header(reqwest::header::DATE), header(RETRY_AFTER));
+            let status = response.status();
+            let body = response.bytes().await?.to_vec();
+            Ok(Answer {
+                status,
+                date,
+                retry_after,
+                body,
+            })
+        }))
+    }
+
+    async fn finish(mut self) -> Result<Answer, Attempt> {
+        match (&mut self.0).await {
+            Ok(answer) => answer.map_err(|e| transport_failure(&e)),
+            // A panic is re-raised here, as it would have been inline.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: only the runtime shutting down does that (our own drop comes later).
+            Err(e) => Err(Attempt::Retry {
+                reason: format!("request cancelled: {e}"),
+                status: None,
+                retry_after: None,
+                connect: false,
+            }),
+        }
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

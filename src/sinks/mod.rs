@@ -5,6 +5,7 @@
 //! bounded channel ([`SinkHandle`]), so pages keep downloading while rows are written.
 
 pub mod columns;
+pub mod discard;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 #[cfg(feature = "duckdb")]
@@ -33,6 +34,10 @@ pub enum DestKind {
     Parquet,
     /// Singer SCHEMA/RECORD/STATE messages on stdout.
     Singer,
+    /// Nothing: pages are read and decoded, and dropped (no state either); to time a read,
+    /// and the benchmark's ceiling.
+    #[value(name = "none")]
+    Discard,
     /// Airbyte RECORD/STATE messages on stdout (`postmark-elt airbyte read` only).
     #[value(skip)]
     Airbyte,
@@ -351,7 +356,7 @@ pub fn local(path: &std::path::Path) -> Result<&std::path::Path, SinkError> {
 pub fn open(kind: DestKind, path: &std::path::Path, options: SinkOptions) -> Result<Box<dyn Sink>, SinkError> {
     let path = match kind {
         DestKind::Duckdb | DestKind::Parquet => local(path)?,
-        DestKind::Singer | DestKind::Airbyte => path,
+        DestKind::Singer | DestKind::Airbyte | DestKind::Discard => path,
     };
     match kind {
         #[cfg(feature = "duckdb")]
@@ -364,5 +369,6 @@ pub fn open(kind: DestKind, path: &std::path::Path, options: SinkOptions) -> Res
         DestKind::Parquet => Ok(Box::new(parquet::ParquetSink::open(path)?)),
         DestKind::Singer => Ok(Box::new(singer::SingerSink::stdout())),
         DestKind::Airbyte => Ok(Box::new(crate::airbyte::sink::AirbyteSink::default())),
+        DestKind::Discard => Ok(Box::new(discard::DiscardSink)),
     }
 }

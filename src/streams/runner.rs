@@ -17,6 +17,9 @@ use crate::streams::summary::{PartitionReport, PlannedRead};
 use crate::streams::window::Window;
 use crate::streams::{MAX_PAGE_SIZE, StreamDef, read};
 
+/// Pages a read keeps ahead per request slot (see [`Extractor::read_ahead`]).
+pub const READ_AHEAD_PER_SLOT: usize = 4;
+
 pub struct Extractor<'a> {
     pub client: &'a PostmarkClient,
     pub config: &'a Config,
@@ -97,6 +100,14 @@ impl<'a> Extractor<'a> {
             }
         }
         self.config.end_or(api_now.unwrap_or(host) - self.config.settle)
+    }
+
+    /// Requests a read keeps ahead of the page it hands on. More than `max_concurrency` (the
+    /// client's limit on requests in flight): pages are handed on in order, and one slow answer
+    /// or a retry's wait at the head must not leave the other slots idle behind it. The cost is
+    /// memory: up to this many decoded pages per stream while the head waits.
+    pub fn read_ahead(&self) -> usize {
+        self.config.max_concurrency * READ_AHEAD_PER_SLOT
     }
 
     pub fn page_size(&self) -> u64 {

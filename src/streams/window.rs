@@ -149,55 +149,112 @@ pub struct Leaf<P> {
     pub total: u64,
     /// What the probe fetched besides the count (the runner's first page).
     pub probe: P,
-    /// Splits made on the way to this window.
+    /// Splits made since the leaf before (their sum is the range's splits).
     pub splits: u64,
 }
 
-/// Why [`LeafPlanner::next`] stopped.
+/// A window holds more than the reach and cannot be divided further.
+#[derive(Debug, thiserror::Error)]
+#[error("{total} rows in {source}")]
+pub struct TooDense {
+    pub total: u64,
+    pub source: CannotSplit,
+}
+
+/// Where a window of the range stands.
 #[derive(Debug)]
-pub enum PlanError<E> {
-    /// The probe failed.
-    Probe(E),
-    /// A window holds more than the reach and cannot be divided further.
-    TooDense { total: u64, source: CannotSplit },
+enum Planned<P> {
+    Unprobed(Window),
+    Probing(Window),
+    Leaf(Leaf<P>),
 }
 
-/// The windows of a range small enough to page, found oldest first by probing: `probe` counts a
-/// window's rows (production asks the API for its first page, the property tests ask an
-/// oracle); a window above `reach` is split and its parts are probed in turn, so no row is
-/// read from a window before it is known to fit.
-#[derive(Debug, Clone)]
-pub struct LeafPlanner {
-    /// Windows still to probe, the oldest last.
-    pending: Vec<Window>,
+/// The windows of a range small enough to page, found by probing: `probe` counts a window's
+/// rows (production asks the API for its first page, the property tests ask an oracle); a
+/// window above `reach` is split and its parts are probed in turn, so no row is read from a
+/// window before it is known to fit. Probes may run side by side and answer in any order
+/// ([`next_probe`](Self::next_probe) hands out windows, [`probed`](Self::probed) takes their
+/// counts); leaves still come out oldest first ([`next_leaf`](Self::next_leaf)).
+#[derive(Debug)]
+pub struct LeafPlanner<P> {
+    /// The range's windows, oldest first.
+    windows: std::collections::VecDeque<Planned<P>>,
     reach: u64,
+    /// Splits not yet reported with a leaf.
+    splits: u64,
 }
 
-impl LeafPlanner {
+impl<P> LeafPlanner<P> {
     pub fn new(root: Window, reach: u64) -> Self {
-        LeafPlanner { pending: vec![root], reach }
+        LeafPlanner {
+            windows: [Planned::Unprobed(root)].into(),
+            reach,
+            splits: 0,
+        }
     }
 
-    /// The next leaf, oldest first; `None` when the range is covered.
-    pub async fn next<P, E>(&mut self, mut probe: impl AsyncFnMut(Window) -> Result<(u64, P), E>) -> Result<Option<Leaf<P>>, PlanError<E>> {
-        let mut splits = 0;
-        while let Some(window) = self.pending.pop() {
-            let (total, fetched) = probe(window).await.map_err(PlanError::Probe)?;
-            if total <= self.reach {
-                return Ok(Some(Leaf {
-                    window,
-                    total,
-                    probe: fetched,
-                    splits,
-                }));
+    /// The oldest window not yet handed out, to probe.
+    pub fn next_probe(&mut self) -> Option<Window> {
+        self.windows.iter_mut().find_map(|planned| match *planned {
+            Planned::Unprobed(window) => {
+                *planned = Planned::Probing(window);
+                Some(window)
             }
-            let parts = window
-                .split_for_total(total, self.reach)
-                .map_err(|source| PlanError::TooDense { total, source })?;
-            splits += 1;
-            self.pending.extend(parts.into_iter().rev());
+            _ => None,
+        })
+    }
+
+    /// A probe's count of `window` (handed out by `next_probe`) and what it fetched. A window
+    /// above the reach is replaced by its parts, to be probed in turn.
+    pub fn probed(&mut self, window: Window, total: u64, fetched: P) -> Result<(), TooDense> {
+        let Some(at) = self.windows.iter().position(|p| matches!(p, Planned::Probing(w) if *w == window)) else {
+            return Ok(());
+        };
+        if total <= self.reach {
+            self.windows[at] = Planned::Leaf(Leaf {
+                window,
+                total,
+                probe: fetched,
+                splits: 0,
+            });
+            return Ok(());
         }
-        Ok(None)
+        let parts = window.split_for_total(total, self.reach).map_err(|source| TooDense { total, source })?;
+        self.splits += 1;
+        self.windows.remove(at);
+        for (i, part) in parts.into_iter().enumerate() {
+            self.windows.insert(at + i, Planned::Unprobed(part));
+        }
+        Ok(())
+    }
+
+    /// Whether [`next_leaf`](Self::next_leaf) has a leaf to give.
+    pub fn has_next_leaf(&self) -> bool {
+        matches!(self.windows.front(), Some(Planned::Leaf(_)))
+    }
+
+    /// The oldest window, once it is a leaf.
+    pub fn next_leaf(&mut self) -> Option<Leaf<P>> {
+        if !self.has_next_leaf() {
+            return None;
+        }
+        match self.windows.pop_front() {
+            Some(Planned::Leaf(leaf)) => Some(Leaf {
+                splits: std::mem::take(&mut self.splits),
+                ..leaf
+            }),
+            _ => None,
+        }
+    }
+
+    /// Leaves found and not yet handed on (their first pages are held).
+    pub fn leaves_held(&self) -> usize {
+        self.windows.iter().filter(|p| matches!(p, Planned::Leaf(_))).count()
+    }
+
+    /// Every window of the range has been handed on as a leaf.
+    pub fn is_done(&self) -> bool {
+        self.windows.is_empty()
     }
 }
 

@@ -34,9 +34,10 @@ pub(super) fn keys_table(stream: &str) -> String {
 }
 
 impl DuckdbSink {
-    /// Replaces the target rows that share a key with `batches`, looking for them where `older`
-    /// says, inside the open transaction.
-    pub(super) fn merge(&self, info: &StreamInfo, batches: &[RecordBatch], older: OlderCopies) -> Result<usize, SinkError> {
+    /// Replaces the target rows that share a key with the queued `rows`, looking for them where
+    /// `older` says, inside the open transaction. The rows are read from their spill file twice
+    /// (keys, then rows), a batch at a time.
+    pub(super) fn merge(&self, info: &StreamInfo, rows: &spill::Spilled, older: OlderCopies) -> Result<usize, SinkError> {
         let context = format!("merging rows into table {}", info.name);
         let table = self.table(&info.name);
         let keys = quote_ident(&keys_table(&info.name));
@@ -63,14 +64,15 @@ impl DuckdbSink {
                 _ => Some(String::new()),
             },
         };
-        let mut rows = 0;
+        let mut appended = 0;
         if let Some(within) = within {
             self.create_keys_table(info)?;
             let mut appender = self
                 .conn()?
                 .appender_to_catalog_and_db(&keys_table(&info.name), "temp", "main")
                 .map_err(|e| self.fail(&context, e))?;
-            for batch in batches {
+            for batch in rows.read().map_err(|e| self.fail(&context, e))? {
+                let batch = batch.map_err(|e| self.fail(&context, e))?;
                 let keys = batch.project(&key_columns).map_err(|e| self.fail(&context, e))?;
                 appender.append_record_batch(keys).map_err(|e| self.fail(&context, e))?;
             }
@@ -87,11 +89,12 @@ impl DuckdbSink {
             .conn()?
             .appender_with_columns_to_db(&info.name, &self.options.duckdb_schema, &columns)
             .map_err(|e| self.fail(&context, e))?;
-        for batch in batches {
-            rows += batch.num_rows();
-            appender.append_record_batch(batch.clone()).map_err(|e| self.fail(&context, e))?;
+        for batch in rows.read().map_err(|e| self.fail(&context, e))? {
+            let batch = batch.map_err(|e| self.fail(&context, e))?;
+            appended += batch.num_rows();
+            appender.append_record_batch(batch).map_err(|e| self.fail(&context, e))?;
         }
         appender.flush().map_err(|e| self.fail(&context, e))?;
-        Ok(rows)
+        Ok(appended)
     }
 }

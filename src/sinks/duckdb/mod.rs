@@ -34,6 +34,7 @@ mod merge;
 mod models;
 pub mod open;
 mod query;
+mod spill;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -71,6 +72,8 @@ pub struct DuckdbSink {
     queued: Vec<Queued>,
     queued_state: Option<String>,
     queued_rows: usize,
+    /// Spill files written so far (each queued merge's rows wait in one; see [`spill`]).
+    spills: u64,
     last_commit: Instant,
     /// Declared last, so it is released after the connection closes.
     _lock: DestinationLock,
@@ -79,11 +82,7 @@ pub struct DuckdbSink {
 /// A commit's work, applied at the next durable commit.
 enum Queued {
     Replace(String, Option<i64>),
-    Merge {
-        stream: String,
-        batches: Vec<RecordBatch>,
-        older: OlderCopies,
-    },
+    Merge { stream: String, rows: spill::Spilled, older: OlderCopies },
 }
 
 /// A stream's uncommitted rows, each key once (the first read wins: rows read twice in a run
@@ -124,9 +123,11 @@ impl DuckdbSink {
             queued: Vec::new(),
             queued_state: None,
             queued_rows: 0,
+            spills: 0,
             last_commit: Instant::now(),
             _lock: lock,
         };
+        spill::remove_leftovers(path);
         sink.connect()?;
         sink.exec(
             "creating the state table",
@@ -206,11 +207,11 @@ impl DuckdbSink {
                     }
                     .map_err(|e| self.fail(&context, e))?;
                 }
-                Queued::Merge { stream, batches, older } => {
+                Queued::Merge { stream, rows, older } => {
                     let Some(info) = self.streams.get(&stream) else {
                         return Err(self.fail("merging", format!("stream {stream} was written before it was begun")));
                     };
-                    self.merge(info, &batches, older)?;
+                    self.merge(info, &rows, older)?;
                 }
             }
         }
@@ -347,8 +348,12 @@ impl Sink for DuckdbSink {
             let batches = std::mem::take(&mut pending.batches);
             let older = Self::older_copies(pending, info, &batches);
             pending.keys.clear();
-            self.queued_rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-            self.queued.push(Queued::Merge { stream: name, batches, older });
+            let schema = batches[0].schema();
+            self.spills += 1;
+            let rows = spill::Spilled::write(&self.path, self.spills, &schema, &batches)
+                .map_err(|e| self.fail(&format!("queueing the rows of {name} (beside the database)"), e))?;
+            self.queued_rows += rows.rows;
+            self.queued.push(Queued::Merge { stream: name, rows, older });
         }
         self.queued_state = Some(state.to_json());
         if self.queued_rows >= GROUP_COMMIT_ROWS || self.last_commit.elapsed() >= self.options.commit_interval {

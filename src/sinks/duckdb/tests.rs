@@ -233,3 +233,45 @@ fn eastern_date_macro_matches_the_tz_database() {
         assert_eq!(day, expected, "at {t}");
     }
 }
+
+/// A queued commit's rows wait in a spill file beside the database, not in memory; applying
+/// the queue removes it, and a file a crashed run left is removed by the next sink.
+#[test]
+fn queued_rows_wait_on_disk_and_leave_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.duckdb");
+    let queue_files = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.starts_with(".t.duckdb.queue-"))
+            .count()
+    };
+    std::fs::write(dir.path().join(".t.duckdb.queue-7.arrow"), b"left by a killed run").unwrap();
+    let (info, dec) = crate::sinks::messages_for_tests();
+    let mut sink = DuckdbSink::open(&path, SinkOptions::default()).unwrap();
+    assert_eq!(queue_files(), 0, "a leftover spill file is removed at open");
+    sink.begin_stream(&info).unwrap();
+    let mut state = State::default();
+    for (i, ids) in [["a", "b"], ["c", "d"]].iter().enumerate() {
+        sink.write("messages_outbound", &dec.decode(page(ids).as_bytes(), &Default::default()).unwrap().batch)
+            .unwrap();
+        state.advance("messages_outbound", "outbound", "received_at", Utc::now());
+        sink.commit(None, &state).unwrap();
+        assert_eq!(queue_files(), i + 1, "each queued commit's rows are in a file");
+        assert!(sink.queued.iter().all(|q| !matches!(q, Queued::Replace(..))));
+    }
+    // Nothing is in the database before the durable commit.
+    assert_eq!(
+        Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM messages_outbound", [], |r| r.get::<_, i64>(0))
+            .unwrap(),
+        0
+    );
+    sink.flush().unwrap();
+    assert_eq!(queue_files(), 0, "applied spill files are removed");
+    sink.finish().unwrap();
+    drop(sink);
+    assert_eq!(count(&path, "SELECT count(DISTINCT message_id) FROM messages_outbound"), 4);
+}

@@ -57,7 +57,7 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, shape: StatsShape) -> Resul
                         let body = stats_request(ex, ctx, *day, *day, tag).await?;
                         overview_record(body, *day).map_err(data_error)
                     })
-                    .buffered(ex.config.max_concurrency)
+                    .buffered(ex.read_ahead())
                     .try_collect()
                     .await?
             }

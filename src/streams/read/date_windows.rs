@@ -32,7 +32,7 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>) -> Result<PartitionReport, 
     tracing::info!(stream = ctx.def.name, partition = %ctx.state_key, from = %start, to = %end, "Syncing.");
     // Rows before `start_date`, read because of the date-reading slack, are not wanted.
     let mut dropped = 0;
-    read_windows(ex, ctx, start, end, async |part| match part {
+    read_windows(ex, ctx, start, end, None, async |part| match part {
         WindowPart::Rows(batch) => {
             let batch = from_start_date(ctx, batch, ex.config.start)?;
             dropped += batch.1;

@@ -15,7 +15,7 @@ use crate::streams::read::per_record::{id_text, parent_ids};
 use crate::streams::runner::{Extractor, page_query};
 use crate::streams::summary::PartitionReport;
 use crate::streams::window::Window;
-use crate::streams::{MAX_PAGE_SIZE, MAX_REACH, ParentRows};
+use crate::streams::{MAX_REACH, ParentRows};
 
 pub fn first_request(ctx: &Ctx<'_>, page_size: u64) -> FirstRequest {
     FirstRequest {
@@ -47,30 +47,35 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
     let total_unfiltered = first.total.unwrap_or(first.batch.num_rows() as u64);
     let reachable = total_unfiltered.min(MAX_REACH);
     let offsets: Vec<u64> = (page_size..reachable).step_by(page_size as usize).collect();
-    let rest = stream::iter(offsets).map(list_page).buffered(ex.config.max_concurrency);
-    let mut pages = std::pin::pin!(stream::once(async { Ok(first) }).chain(rest));
-    let mut reached_cutoff = false;
-    let mut read = 0;
-    while let Some(page) = pages.next().await {
-        let page = page?;
-        let rows = page.batch.num_rows() as u64;
-        read += rows;
-        let (lo, hi) = time_range(&page.batch, cursor);
-        newest = newest.max(hi);
-        oldest = match (oldest, lo) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        rows_read += rows;
-        ex.commits.stage(ctx, page.batch, &mut pending).await?;
-        if lo.is_some_and(|t| t < cutoff) {
-            reached_cutoff = true;
-            break;
+    // The pages still ahead when the cutoff is reached are dropped with this block, before any
+    // further request: a page waiting for a request slot holds its place in the client's queue.
+    let (reached_cutoff, read) = {
+        let rest = stream::iter(offsets).map(list_page).buffered(ex.read_ahead());
+        let mut pages = std::pin::pin!(stream::once(async { Ok(first) }).chain(rest));
+        let mut reached_cutoff = false;
+        let mut read = 0;
+        while let Some(page) = pages.next().await {
+            let page = page?;
+            let rows = page.batch.num_rows() as u64;
+            read += rows;
+            let (lo, hi) = time_range(&page.batch, cursor);
+            newest = newest.max(hi);
+            oldest = match (oldest, lo) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            rows_read += rows;
+            ex.commits.stage(ctx, page.batch, &mut pending).await?;
+            if lo.is_some_and(|t| t < cutoff) {
+                reached_cutoff = true;
+                break;
+            }
+            if rows == 0 {
+                break;
+            }
         }
-        if rows == 0 {
-            break;
-        }
-    }
+        (reached_cutoff, read)
+    };
     let overflow = !reached_cutoff && total_unfiltered > MAX_REACH && read >= reachable.saturating_sub(page_size);
     report.records = rows_read;
     report.windows = 1;
@@ -78,8 +83,8 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
         // The list cannot reach back to the cutoff. The rest, [cutoff, oldest seen], is read
         // in date windows if the API honours them, else message by message.
         let until = oldest.unwrap_or_else(|| ex.end());
-        let note = if date_filters_work(ex, ctx, cutoff, until, total_unfiltered).await? {
-            let (rows, windows, splits) = windows_into(ex, ctx, cutoff, until, &mut pending).await?;
+        let note = if let Some(probe) = date_filters_work(ex, ctx, cutoff, until, total_unfiltered).await? {
+            let (rows, windows, splits) = windows_into(ex, ctx, cutoff, until, Some(probe), &mut pending).await?;
             report.records += rows;
             report.windows += windows;
             report.splits += splits;
@@ -108,15 +113,22 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
 
 /// Whether the list honours `fromdate`/`todate` (undocumented for opens and clicks): a probe
 /// over `[from, to]` must return fewer rows than the whole list and only rows inside the
-/// window (give or take the hour the reference leaves open).
-async fn date_filters_work(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, total_unfiltered: u64) -> Result<bool, SyncError> {
+/// window (give or take the hour the reference leaves open). When it does, the probe's page is
+/// the first page of the windowed read of `[from, to]`, which starts from it.
+async fn date_filters_work(
+    ex: &Extractor<'_>,
+    ctx: &Ctx<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    total_unfiltered: u64,
+) -> Result<Option<crate::streams::extract::Page>, SyncError> {
     let probe = Window::covering(from, to);
-    let page = ex.fetch_window_page(ctx, probe, 0, MAX_PAGE_SIZE).await?;
+    let page = ex.fetch_window_page(ctx, probe, 0, ex.page_size()).await?;
     let total = page.total.unwrap_or(page.batch.num_rows() as u64);
     let (lo, hi) = time_range(&page.batch, ctx.def.cursor_field.unwrap_or("received_at"));
     let slack = Duration::hours(1) + Duration::seconds(1);
     let inside = lo.is_none_or(|t| t >= probe.from - slack) && hi.is_none_or(|t| t <= probe.to + slack);
-    Ok(inside && total < total_unfiltered)
+    Ok((inside && total < total_unfiltered).then_some(page))
 }
 
 /// Reads the events of every message sent in `[cutoff - lookback, until]` that can have them
@@ -151,7 +163,7 @@ async fn events_per_message(
             }
             Ok::<_, SyncError>(out)
         })
-        .buffered(ex.config.max_concurrency);
+        .buffered(ex.read_ahead());
     let mut per_message = std::pin::pin!(per_message);
     let mut rows = 0;
     while let Some(batches) = per_message.next().await {

@@ -62,7 +62,7 @@ pub async fn read(
                 let ctx = &ctx;
                 async move { ex.get_page(ctx, &ctx.path(None), &query, None).await }
             })
-            .buffered(ex.config.max_concurrency)
+            .buffered(ex.read_ahead())
             .try_collect()
             .await?;
         batches.push(first.batch);

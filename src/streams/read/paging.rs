@@ -21,7 +21,7 @@ use crate::streams::context::Ctx;
 use crate::streams::error::{SyncError, WINDOW_ATTEMPTS};
 use crate::streams::extract::Page;
 use crate::streams::runner::Extractor;
-use crate::streams::window::{Leaf, LeafPlanner, PlanError, Window};
+use crate::streams::window::{Leaf, LeafPlanner, TooDense, Window};
 
 /// What [`read_windows`] hands its caller, in order.
 pub enum WindowPart {
@@ -104,12 +104,14 @@ struct LeafPage {
 /// memory holds a few pages, whatever the size of a window. Each window is reported complete
 /// once every row its TotalCount promised has arrived. When its pages disagree with the
 /// TotalCount (data changed while paging), the read-ahead is dropped and reading starts again at
-/// that window, at most `WINDOW_ATTEMPTS` times.
+/// that window, at most `WINDOW_ATTEMPTS` times. `root_probe` is the first page of
+/// `Window::covering(from, to)` when the caller already fetched it.
 pub async fn read_windows(
     ex: &Extractor<'_>,
     ctx: &Ctx<'_>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    mut root_probe: Option<Page>,
     mut on: impl AsyncFnMut(WindowPart) -> Result<(), SyncError>,
 ) -> Result<(), SyncError> {
     let key_problem = |problem| SchemaError::Property {
@@ -133,7 +135,7 @@ pub async fn read_windows(
     let cursor_name = ctx.def.cursor_field;
     let mut misread_reported = false;
     while let Some(root) = next.take() {
-        let mut pages = std::pin::pin!(leaf_pages(ex, ctx, root));
+        let mut pages = std::pin::pin!(leaf_pages(ex, ctx, root, root_probe.take()));
         let mut seen: HashSet<OwnedRow> = HashSet::new();
         // Keys of the window's last second (all keys for a stream without a cursor): what the
         // next window may hold again.
@@ -262,11 +264,19 @@ pub async fn read_windows(
     Ok(())
 }
 
-/// The pages of every leaf window of `root`, oldest first, fetched up to `max_concurrency` at a
-/// time; the next window is probed while the last pages of the one before download.
-fn leaf_pages<'s>(ex: &'s Extractor<'s>, ctx: &'s Ctx<'s>, root: Window) -> impl futures::Stream<Item = Result<LeafPage, SyncError>> + 's {
+/// The pages of every leaf window of `root`, oldest first, with up to [`Extractor::read_ahead`]
+/// requests ahead of the page handed on (the client's limit decides how many are in flight).
+/// Leaves are found by [`plan_leaves`], which runs beside the pages: the next windows are
+/// probed while the pages of the one before download.
+fn leaf_pages<'s>(
+    ex: &'s Extractor<'s>,
+    ctx: &'s Ctx<'s>,
+    root: Window,
+    root_probe: Option<Page>,
+) -> impl futures::Stream<Item = Result<LeafPage, SyncError>> + 's {
     let page_size = ex.page_size();
-    leaf_windows(ex, ctx, root)
+    let (leaves_tx, leaves_rx) = tokio::sync::mpsc::channel(ex.config.max_concurrency.max(1));
+    let pages = stream::unfold(leaves_rx, |mut rx| async move { rx.recv().await.map(|leaf| (leaf, rx)) })
         .flat_map(move |leaf| {
             let pages: Vec<BoxFuture<'s, Result<LeafPage, SyncError>>> = match leaf {
                 Err(e) => vec![future::ready(Err(e)).boxed()],
@@ -299,45 +309,91 @@ fn leaf_pages<'s>(ex: &'s Extractor<'s>, ctx: &'s Ctx<'s>, root: Window) -> impl
             };
             stream::iter(pages)
         })
-        .buffered(ex.config.max_concurrency)
+        .buffered(ex.read_ahead());
+    // The planner yields no pages of its own; it is polled with them, and dropped with them.
+    let planner = stream::once(plan_leaves(ex, ctx, root, root_probe, leaves_tx)).filter_map(|()| future::ready(None));
+    stream::select(planner, pages)
 }
 
-/// The windows of `root` small enough to page, oldest first, each with its first page (the
-/// probe that measured it), from the [`LeafPlanner`] with the HTTP probe.
-fn leaf_windows<'s>(ex: &'s Extractor<'s>, ctx: &'s Ctx<'s>, root: Window) -> impl futures::Stream<Item = Result<Leaf<Page>, SyncError>> + 's {
+/// Finds the leaf windows of `root` with the [`LeafPlanner`] and the HTTP probe, and sends
+/// them oldest first, each with its first page (the probe that measured it). Probes run ahead
+/// of the pages, up to `max_concurrency` of them and of the leaves found but not yet sent
+/// together (their first pages are in memory), so the next windows are known before the
+/// pages of the one before run out.
+///
+/// The probes are polled while a leaf waits for room in the channel: a probe that waits for a
+/// request slot may be handed one at any time, and must send its request then (a slot held by
+/// a future nobody polls would stall every read sharing the client).
+async fn plan_leaves(
+    ex: &Extractor<'_>,
+    ctx: &Ctx<'_>,
+    root: Window,
+    root_probe: Option<Page>,
+    leaves: tokio::sync::mpsc::Sender<Result<Leaf<Page>, SyncError>>,
+) {
     let page_size = ex.page_size();
-    stream::unfold(Some(LeafPlanner::new(root, MAX_REACH)), move |planner| async move {
-        let mut planner = planner?;
-        let probe = async |window: Window| {
-            let first = ex.fetch_window_page(ctx, window, 0, page_size).await?;
-            Ok::<_, SyncError>((first.total.unwrap_or(first.batch.num_rows() as u64), first))
-        };
-        match planner.next(probe).await {
-            Ok(Some(leaf)) => {
+    let ahead = ex.config.max_concurrency.max(1);
+    let mut planner = LeafPlanner::new(root, MAX_REACH);
+    let mut probes = futures::stream::FuturesUnordered::new();
+    // A root the caller probed already: handed out to that probe, answered by its page.
+    if let Some(first) = root_probe
+        && let Some(root) = planner.next_probe()
+    {
+        probes.push(future::ready((root, Ok(first))).boxed());
+    }
+    loop {
+        while probes.len() + planner.leaves_held() < ahead
+            && let Some(window) = planner.next_probe()
+        {
+            probes.push(async move { (window, ex.fetch_window_page(ctx, window, 0, page_size).await) }.boxed());
+        }
+        let front_ready = planner.has_next_leaf();
+        let answer = tokio::select! {
+            room = leaves.reserve(), if front_ready => {
+                let (Ok(room), Some(leaf)) = (room, planner.next_leaf()) else { return };
                 if leaf.splits > 0 {
                     tracing::debug!(stream = ctx.def.name, splits = leaf.splits, "Window above the offset limit; split.");
                 }
-                Some((Ok(leaf), Some(planner)))
+                room.send(Ok(leaf));
+                continue;
             }
-            Ok(None) => None,
-            Err(PlanError::Probe(e)) => Some((Err(e), None)),
-            Err(PlanError::TooDense { total, source }) => Some((
-                Err(SyncError::TooDense {
-                    stream: ctx.def.name,
-                    at: ctx.at(None),
-                    total,
-                    source,
-                }),
-                None,
-            )),
-        }
-    })
+            Some(answer) = probes.next(), if !probes.is_empty() => answer,
+            // Every window was probed and handed on.
+            else => return,
+        };
+        let (window, answer) = answer;
+        let failure = match answer {
+            Ok(first) => {
+                let total = first.total.unwrap_or(first.batch.num_rows() as u64);
+                match planner.probed(window, total, first) {
+                    Ok(()) => continue,
+                    Err(TooDense { total, source }) => SyncError::TooDense {
+                        stream: ctx.def.name,
+                        at: ctx.at(None),
+                        total,
+                        source,
+                    },
+                }
+            }
+            Err(e) => e,
+        };
+        // The read stops at the failure; the probes still in flight are dropped.
+        let _ = leaves.send(Err(failure)).await;
+        return;
+    }
 }
 
 /// Reads `[from, to]` in split date windows and stages the rows. Returns (rows, windows, splits).
-pub async fn windows_into(ex: &Extractor<'_>, ctx: &Ctx<'_>, from: DateTime<Utc>, to: DateTime<Utc>, pending: &mut u64) -> Result<(u64, u64, u64), SyncError> {
+pub async fn windows_into(
+    ex: &Extractor<'_>,
+    ctx: &Ctx<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    root_probe: Option<Page>,
+    pending: &mut u64,
+) -> Result<(u64, u64, u64), SyncError> {
     let (mut rows, mut windows, mut splits) = (0, 0, 0);
-    read_windows(ex, ctx, from, to, async |part| match part {
+    read_windows(ex, ctx, from, to, root_probe, async |part| match part {
         WindowPart::Rows(batch) => ex.commits.stage(ctx, batch, pending).await,
         WindowPart::Complete { rows: r, splits: s, .. } => {
             rows += r;

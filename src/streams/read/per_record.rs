@@ -71,7 +71,7 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_record: PerRecord) -> R
                 Err(e) => Err(e),
             }
         })
-        .buffered(ex.config.max_concurrency);
+        .buffered(ex.read_ahead());
     let mut fetched = std::pin::pin!(fetched);
     let mut pending = 0;
     while let Some(batch) = fetched.next().await {
@@ -106,7 +106,7 @@ pub async fn parent_ids(ex: &Extractor<'_>, ctx: &Ctx<'_>, rows: ParentRows, fro
     let from = from.max(ex.config.start - lookback);
     let mut ids = Vec::new();
     let mut seen = HashSet::new();
-    read_windows(ex, &pctx, from, to, async |part| {
+    read_windows(ex, &pctx, from, to, None, async |part| {
         let b = match part {
             WindowPart::Rows(b) => b,
             WindowPart::Complete { .. } | WindowPart::Misread(_) => return Ok(()),

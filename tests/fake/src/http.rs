@@ -86,6 +86,7 @@ pub(crate) fn get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> 
 }
 
 pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let arrived = std::time::Instant::now();
     let path = req.uri().path().trim_end_matches('/').to_ascii_lowercase();
     let query = query_map(&req);
     let headers = req.headers().clone();
@@ -105,9 +106,15 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         let pos = log.faults.iter().position(|(matcher, _)| target.contains(matcher.as_str()));
         pos.and_then(|p| log.faults.remove(p)).map(|(_, f)| f)
     };
-    if !shared.config.latency.is_zero() {
-        tokio::time::sleep(shared.config.latency).await;
+    let (delay, random_error) = shared.draw_chaos();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
+    let fault = fault.or(match random_error {
+        Some(429) => Some(Fault::RateLimited { retry_after: None }),
+        Some(status) => Some(Fault::Status(status)),
+        None => None,
+    });
     let response = match fault {
         Some(f) => serve_fault(f, &shared, &path, &query, &headers, &method, &body).await,
         None => routes::route(&shared, &method, &path, &query, &headers, &body),
@@ -129,6 +136,8 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
             accept: headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string),
             accept_encoding: headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string),
             status: response.status().as_u16(),
+            arrived,
+            answered: std::time::Instant::now(),
         });
     }
     response

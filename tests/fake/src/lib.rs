@@ -50,6 +50,9 @@ pub struct RecordedRequest {
     pub accept: Option<String>,
     pub accept_encoding: Option<String>,
     pub status: u16,
+    /// When the request arrived and when its answer was ready (after the drawn latency).
+    pub arrived: std::time::Instant,
+    pub answered: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -115,6 +118,8 @@ pub(crate) struct Shared {
     pub(crate) config: FakeConfig,
     /// The generator of mail arriving while a sync pages (`config.arrivals_per_search`).
     pub(crate) arrivals: Mutex<StdRng>,
+    /// The generator of drawn latencies and random errors (`latency_max`, `error_rate`).
+    chaos: Mutex<StdRng>,
     /// Messages arriving before each outbound search answer (starts at the config's; tests change it).
     pub(crate) arrivals_per_search: std::sync::atomic::AtomicUsize,
     /// The fake's clock minus the host's, in ms (starts at `config.clock_offset`; tests move it).
@@ -126,6 +131,18 @@ pub(crate) struct Shared {
 impl Shared {
     fn log(&self) -> MutexGuard<'_, Log> {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This answer's delay, and whether it is a random error (`Some(429)` or `Some(503)`).
+    pub(crate) fn draw_chaos(&self) -> (Duration, Option<u16>) {
+        let (lo, hi, rate) = (self.config.latency, self.config.latency_max, self.config.error_rate);
+        if hi <= lo && rate <= 0.0 {
+            return (lo, None);
+        }
+        let mut rng = self.chaos.lock().unwrap_or_else(|p| p.into_inner());
+        let delay = if hi > lo { rng.random_range(lo..=hi) } else { lo };
+        let error = (rate > 0.0 && rng.random_bool(rate.min(1.0))).then(|| if rng.random_bool(0.5) { 429 } else { 503 });
+        (delay, error)
     }
 
     pub(crate) fn servers(&self) -> Vec<Arc<Server>> {
@@ -211,6 +228,7 @@ impl FakePostmark {
         });
         let shared = Arc::new(Shared {
             arrivals: Mutex::new(rng(config.arrival_seed)),
+            chaos: Mutex::new(rng(config.chaos_seed)),
             arrivals_per_search: config.arrivals_per_search.into(),
             clock_offset_ms: config.clock_offset.num_milliseconds().into(),
             config,

@@ -32,6 +32,12 @@ struct Args {
     /// Delay before every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// With it above --latency-ms, each answer's delay is drawn from latency-ms..=latency-max-ms.
+    #[arg(long, default_value_t = 0)]
+    latency_max_ms: u64,
+    /// Share of requests (0..1) answered with a random 429 or 503.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
     /// The fake's clock minus the host's, in minutes (its data, date filters and `Date` header).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_minutes: i64,
@@ -66,6 +72,9 @@ fn main() {
     let config = FakeConfig {
         server_token: args.token.clone(),
         latency: Duration::from_millis(args.latency_ms),
+        latency_max: Duration::from_millis(args.latency_max_ms),
+        error_rate: args.error_rate,
+        chaos_seed: args.seed,
         clock_offset: chrono::Duration::minutes(args.clock_offset_minutes),
         index_delay: chrono::Duration::seconds(args.index_delay_seconds),
         arrivals_per_search: args.arrivals_per_search,

@@ -112,7 +112,15 @@ pub struct FakeConfig {
     pub server_name: String,
     pub account_token: String,
     pub retention_days: i64,
+    /// Delay before every answer; with `latency_max` above it, each answer's delay is drawn
+    /// uniformly from `latency..=latency_max` (a slow API whose answers vary).
     pub latency: Duration,
+    pub latency_max: Duration,
+    /// Share of requests (0..1) answered at random with a 429 or a 503, half each, besides the
+    /// faults a test queues: a flaky API under load.
+    pub error_rate: f64,
+    /// Seed of the drawn latencies and errors.
+    pub chaos_seed: u64,
     /// Whether the opens/clicks lists honour `fromdate`/`todate` (undocumented; postmark-python
     /// sends them). Both behaviours are tested.
     pub event_date_filters: bool,
@@ -157,6 +165,9 @@ impl Default for FakeConfig {
             account_token: "fake-account-token-0000".to_string(),
             retention_days: 45,
             latency: Duration::ZERO,
+            latency_max: Duration::ZERO,
+            error_rate: 0.0,
+            chaos_seed: 0,
             event_date_filters: true,
             gzip: true,
             clock_offset: ChronoDuration::zero(),
