@@ -106,22 +106,11 @@ struct Args {
     duckdb_memory_limit_mb: Option<u64>,
 }
 
+/// The connector itself, as its binary runs it (logging, signals, exit codes): the benchmark
+/// re-runs its own executable as the child, so that the child's peak RSS is the connector's.
 fn child(args: Vec<String>) -> ExitCode {
     let cli = postmark_elt::cli::Cli::parse_from(std::iter::once("postmark-elt".to_string()).chain(args));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(postmark_elt::app::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.kind().exit_code())
-        }
-    }
+    postmark_elt::entry::main(cli)
 }
 
 fn main() -> ExitCode {
