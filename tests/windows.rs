@@ -34,9 +34,7 @@ fn plan(root: Window, times: &[DateTime<Utc>], ahead: usize, seed: u64) -> Resul
     let mut out: Vec<Window> = Vec::new();
     let mut x = seed | 1;
     loop {
-        while out.len() < ahead
-            && let Some(w) = planner.next_probe()
-        {
+        while let Some(w) = planner.next_probe(out.len(), ahead) {
             out.push(w);
         }
         while let Some(leaf) = planner.next_leaf() {

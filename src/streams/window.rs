@@ -193,8 +193,14 @@ impl<P> LeafPlanner<P> {
         }
     }
 
-    /// The oldest window not yet handed out, to probe.
-    pub fn next_probe(&mut self) -> Option<Window> {
+    /// The oldest window not yet handed out, to probe, while `in_flight` probes run: none when
+    /// `in_flight` and the leaves found but not yet taken reach `ahead` (their first pages are in
+    /// memory), except when no probe runs at all, so that the oldest window (which the leaves
+    /// taken next wait for) is always being probed.
+    pub fn next_probe(&mut self, in_flight: usize, ahead: usize) -> Option<Window> {
+        if in_flight > 0 && in_flight + self.leaves_held() >= ahead {
+            return None;
+        }
         self.windows.iter_mut().find_map(|planned| match *planned {
             Planned::Unprobed(window) => {
                 *planned = Planned::Probing(window);

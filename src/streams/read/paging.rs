@@ -123,6 +123,8 @@ pub async fn read_windows(
     // Failed reads of the window starting at this instant.
     let mut failures: (Option<DateTime<Utc>>, u32) = (None, 0);
     let mut next = Some(Window::covering(from, to));
+    // The end of the last window reported complete: the leaves of a root must reach its end.
+    let mut complete_to: Option<DateTime<Utc>> = None;
     // Keys of the last second of the last complete window: neighbours share their boundary
     // second, and a row in it must reach the sink once in a run (a Singer target would see it
     // twice).
@@ -221,6 +223,7 @@ pub async fn read_windows(
                     handed.clear();
                     handed_until = None;
                 }
+                complete_to = Some(window.to);
                 on(WindowPart::Complete {
                     window,
                     rows: distinct.saturating_sub(repeated),
@@ -259,6 +262,14 @@ pub async fn read_windows(
             handed_until = Some(handed_until.map_or(window.to, |u| u.max(window.to)));
             next = Some(Window::covering(window.from, root.to));
             break;
+        }
+        // Never a silent short read: the planner hands on leaves up to the root's end.
+        if next.is_none() && complete_to != Some(root.to) {
+            let (from, to) = root.query_bounds();
+            return Err(SyncError::Declaration(format!(
+                "the windows read of {from}..{to} US-Eastern ended at {} before the range's end",
+                complete_to.map_or_else(|| "its start".to_string(), |t| t.to_rfc3339())
+            )));
         }
     }
     Ok(())
@@ -337,14 +348,12 @@ async fn plan_leaves(
     let mut probes = futures::stream::FuturesUnordered::new();
     // A root the caller probed already: handed out to that probe, answered by its page.
     if let Some(first) = root_probe
-        && let Some(root) = planner.next_probe()
+        && let Some(root) = planner.next_probe(0, ahead)
     {
         probes.push(future::ready((root, Ok(first))).boxed());
     }
     loop {
-        while probes.len() + planner.leaves_held() < ahead
-            && let Some(window) = planner.next_probe()
-        {
+        while let Some(window) = planner.next_probe(probes.len(), ahead) {
             probes.push(async move { (window, ex.fetch_window_page(ctx, window, 0, page_size).await) }.boxed());
         }
         let front_ready = planner.has_next_leaf();
@@ -358,7 +367,8 @@ async fn plan_leaves(
                 continue;
             }
             Some(answer) = probes.next(), if !probes.is_empty() => answer,
-            // Every window was probed and handed on.
+            // Every window was probed and handed on (`read_windows` checks that the leaves
+            // covered the range).
             else => return,
         };
         let (window, answer) = answer;
