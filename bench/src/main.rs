@@ -245,7 +245,7 @@ fn main() -> ExitCode {
     let whole = match latency::whole_sync(if args.quick { 5_000 } else { 50_000 }, runs.min(3)) {
         Ok(w) => {
             println!(
-                "whole default sync, 150 ms, max_concurrency {}, DuckDB: {} records in {:.1} s; critical-path minimum {:.1} s ({} requests x 150 ms / {}) = {:.2}x; peak RSS {:.0} MiB",
+                "whole default sync, 150 ms, max_concurrency {}, DuckDB: {} records in {:.1} s; critical-path minimum {:.1} s (the delays of the {} requests served, the fake's own time included, / {}) = {:.2}x; peak RSS {:.0} MiB",
                 latency::SLOTS,
                 w.records,
                 w.seconds,

@@ -110,6 +110,12 @@ impl<'a> Extractor<'a> {
         self.config.max_concurrency * READ_AHEAD_PER_SLOT
     }
 
+    /// Windows a date-window read probes (or holds probed) ahead of the one being paged, and
+    /// so the first pages it keeps in memory: one per request slot.
+    pub fn probes_ahead(&self) -> usize {
+        self.config.max_concurrency.max(1)
+    }
+
     pub fn page_size(&self) -> u64 {
         u64::from(self.config.page_size).min(MAX_PAGE_SIZE)
     }

@@ -47,8 +47,9 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
     let total_unfiltered = first.total.unwrap_or(first.batch.num_rows() as u64);
     let reachable = total_unfiltered.min(MAX_REACH);
     let offsets: Vec<u64> = (page_size..reachable).step_by(page_size as usize).collect();
-    // The pages still ahead when the cutoff is reached are dropped with this block, before any
-    // further request: a page waiting for a request slot holds its place in the client's queue.
+    // The pages still ahead when the cutoff is reached are dropped with this block (their
+    // requests aborted) before any further request: left alive, they would keep taking request
+    // slots for pages nobody reads.
     let (reached_cutoff, read) = {
         let rest = stream::iter(offsets).map(list_page).buffered(ex.read_ahead());
         let mut pages = std::pin::pin!(stream::once(async { Ok(first) }).chain(rest));

@@ -100,7 +100,7 @@ struct LeafPage {
 }
 
 /// Reads every row of `[from, to]`, window by window, oldest first. Pages go to `on` as they
-/// arrive, in order, with up to `max_concurrency` requests ahead (across window boundaries), so
+/// arrive, in order, with up to [`Extractor::read_ahead`] requests ahead (across window boundaries), so
 /// memory holds a few pages, whatever the size of a window. Each window is reported complete
 /// once every row its TotalCount promised has arrived. When its pages disagree with the
 /// TotalCount (data changed while paging), the read-ahead is dropped and reading starts again at
@@ -286,7 +286,7 @@ fn leaf_pages<'s>(
     root_probe: Option<Page>,
 ) -> impl futures::Stream<Item = Result<LeafPage, SyncError>> + 's {
     let page_size = ex.page_size();
-    let (leaves_tx, leaves_rx) = tokio::sync::mpsc::channel(ex.config.max_concurrency.max(1));
+    let (leaves_tx, leaves_rx) = tokio::sync::mpsc::channel(ex.probes_ahead());
     let pages = stream::unfold(leaves_rx, |mut rx| async move { rx.recv().await.map(|leaf| (leaf, rx)) })
         .flat_map(move |leaf| {
             let pages: Vec<BoxFuture<'s, Result<LeafPage, SyncError>>> = match leaf {
@@ -328,13 +328,10 @@ fn leaf_pages<'s>(
 
 /// Finds the leaf windows of `root` with the [`LeafPlanner`] and the HTTP probe, and sends
 /// them oldest first, each with its first page (the probe that measured it). Probes run ahead
-/// of the pages, up to `max_concurrency` of them and of the leaves found but not yet sent
-/// together (their first pages are in memory), so the next windows are known before the
-/// pages of the one before run out.
-///
-/// The probes are polled while a leaf waits for room in the channel: a probe that waits for a
-/// request slot may be handed one at any time, and must send its request then (a slot held by
-/// a future nobody polls would stall every read sharing the client).
+/// of the pages, up to [`Extractor::probes_ahead`] of them and of the leaves found but not yet
+/// sent together (their first pages are in memory), so the next windows are known before the
+/// pages of the one before run out. Answers are taken while a leaf waits for room in the
+/// channel, so that a retried probe does not wait behind a full channel.
 async fn plan_leaves(
     ex: &Extractor<'_>,
     ctx: &Ctx<'_>,
@@ -343,7 +340,7 @@ async fn plan_leaves(
     leaves: tokio::sync::mpsc::Sender<Result<Leaf<Page>, SyncError>>,
 ) {
     let page_size = ex.page_size();
-    let ahead = ex.config.max_concurrency.max(1);
+    let ahead = ex.probes_ahead();
     let mut planner = LeafPlanner::new(root, MAX_REACH);
     let mut probes = futures::stream::FuturesUnordered::new();
     // A root the caller probed already: handed out to that probe, answered by its page.
