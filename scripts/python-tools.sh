@@ -4,6 +4,8 @@
 #   pyarrow  pyarrow's dataset reader (it skips names starting with `.` or `_`, as Spark does)
 #   airbyte  PyAirbyte (its DuckDB cache) and the Airbyte protocol models
 #   meltano  Meltano (it installs target-jsonl itself) and maturin (builds the wheel)
+#   moto     moto's S3 server (a real S3 API on 127.0.0.1) and boto3, for the object-storage test
+#   postgres meltanolabs-target-postgres, the Singer loader for PostgreSQL
 #   dbt      dbt-duckdb (runs the shipped models) and DuckDB's Python client, of the DuckDB
 #            version the connector bundles (a reader opening the file while a sync runs)
 # `python-tools.sh TOOL` prints the python of TOOL's venv; without TOOL it installs them all.
@@ -16,8 +18,10 @@ install() {
     pyarrow) venv="$base"; check="import pyarrow.dataset"; packages="pyarrow==26.0.1" ;;
     airbyte) venv="$base-airbyte"; check="import airbyte, airbyte_protocol.models"; packages="airbyte==0.71.3" ;;
     meltano) venv="$base-meltano"; check="import meltano, maturin"; packages="meltano==4.4.1 maturin==1.16.0" ;;
+    moto) venv="$base-moto"; check="import moto.server, boto3"; packages="moto[server]==5.2.5" ;;
+    postgres) venv="$base-postgres"; check="import target_postgres"; packages="meltanolabs-target-postgres==0.8.1" ;;
     dbt) venv="$base-dbt"; check="import dbt.adapters.duckdb, duckdb"; packages="dbt-duckdb==1.10.1 dbt-core==1.10.23 duckdb==2.0.1" ;;
-    *) echo "python-tools.sh: unknown tool $tool (pyarrow, airbyte, meltano or dbt)" >&2; return 2 ;;
+    *) echo "python-tools.sh: unknown tool $tool (pyarrow, airbyte, meltano, moto, postgres or dbt)" >&2; return 2 ;;
   esac
   mkdir -p "$(dirname "$base")"
   # Tests run side by side: one installs, the others wait for it.
@@ -35,7 +39,7 @@ install() {
 }
 
 if [ $# -eq 0 ]; then
-  for tool in pyarrow airbyte meltano dbt; do install "$tool" >/dev/null; done
+  for tool in pyarrow airbyte meltano moto postgres dbt; do install "$tool" >/dev/null; done
 else
   install "$1"
 fi

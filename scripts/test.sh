@@ -5,11 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: a C++ compiler for the bundled DuckDB, and headless Chromium for
-# the test that renders `postmark-elt report`.
+# Debian packages the tests use: a C++ compiler for the bundled DuckDB, headless Chromium for
+# the test that renders `postmark-elt report`, and PostgreSQL's server for the Singer loader's
+# test (tests/postgres.rs starts its own server; the package's default cluster is not used).
 missing=""
 command -v c++ >/dev/null 2>&1 || missing="$missing g++"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing="$missing postgresql"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
     echo "scripts/test.sh: the tests need these Debian packages:$missing; install them (apt-get install$missing) and run again" >&2

@@ -169,7 +169,8 @@ pub struct SyncArgs {
     /// Destination.
     #[arg(long, value_enum, default_value = "duckdb")]
     pub dest: DestKind,
-    /// DuckDB file or Parquet directory (default: postmark.duckdb, or postmark-parquet/ for Parquet).
+    /// DuckDB file or Parquet directory (default: postmark.duckdb, or postmark-parquet/ for
+    /// Parquet); for Parquet also an object-store URL: s3://bucket/prefix, gs://, az://, file://.
     #[arg(long, value_name = "PATH")]
     pub path: Option<PathBuf>,
     /// Only these streams (comma-separated), instead of a catalog.
@@ -259,7 +260,8 @@ pub enum WebhooksCommand {
         /// Destination (DuckDB or Parquet).
         #[arg(long, value_enum, default_value = "duckdb")]
         dest: DestKind,
-        /// DuckDB file or Parquet directory (default: postmark.duckdb / postmark-parquet).
+        /// DuckDB file or Parquet directory (default: postmark.duckdb / postmark-parquet), or an
+        /// object-store URL for Parquet (then --spool is needed).
         #[arg(long, value_name = "PATH")]
         path: Option<PathBuf>,
         /// Spool directory (default: <path>.webhook-spool).

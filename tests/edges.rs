@@ -152,21 +152,26 @@ fn a_missing_folder_named_like_a_lock_is_not_locked() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocks/pm"), "{}", text(&out));
 }
 
-/// An object-storage URL as `--path` is refused before anything is requested or written (it
+/// A URL as `--path` that the destination cannot write (any URL for DuckDB, a scheme that is
+/// not an object store for Parquet) is refused before anything is requested or written (it
 /// used to become a local folder named `s3:`), with exit 3 and the way out.
 #[test]
 fn url_paths_are_refused_not_written_locally() {
     let env = Env::new(yesterday_messages(20));
     let cfg = env.config(two_days_ago(), json!({}));
-    for (dest, url) in [
-        ("parquet", "s3://lake/pm"),
-        ("duckdb", "gs://bucket/postmark.duckdb"),
-        ("parquet", "file:///tmp/x"),
+    for (dest, url, says) in [
+        ("duckdb", "gs://bucket/postmark.duckdb", "is a URL, and DuckDB writes a local file"),
+        (
+            "duckdb",
+            "s3://lake/pm.duckdb",
+            "use a local path, or --dest parquet to write to object storage",
+        ),
+        ("parquet", "ftp://host/pm", "ftp:// is not an object store postmark-elt writes to; use s3://"),
     ] {
         let out = env.sync_streams(&cfg, "messages_outbound", &["--dest", dest, "--path", url]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-        assert!(stderr.contains(&format!("--path {url} is a URL")) && stderr.contains("local"), "{stderr}");
+        assert!(stderr.contains(&format!("--path {url}")) && stderr.contains(says), "{stderr}");
         let scheme = url.split(':').next().unwrap_or_default();
         assert!(!env.path(&format!("{scheme}:")).exists(), "a local folder named {scheme}: was created");
     }

@@ -184,6 +184,14 @@ async fn webhooks(cmd: WebhooksCommand, text_logs: bool) -> Result<(), Error> {
                 }));
             }
             let path = path.unwrap_or_else(|| default_path(dest));
+            sinks::check_path(dest, &path)?;
+            if spool.is_none() && sinks::url_scheme(&path).is_some() {
+                return Err(Error::Config(config::ConfigError::Invalid {
+                    key: "--spool",
+                    problem: format!("--path {} is a URL, and the spool of received events is a local directory", path.display()),
+                    fix: "give --spool DIR on a persistent local disk".to_string(),
+                }));
+            }
             let spool = spool.unwrap_or_else(|| {
                 let mut p = path.clone().into_os_string();
                 p.push(".webhook-spool");

@@ -82,14 +82,14 @@ async fn run_sync(
     };
     let client = PostmarkClient::new(&config)?;
     let path = args.path.clone().unwrap_or_else(|| default_path(args.dest));
-    if matches!(args.dest, DestKind::Duckdb | DestKind::Parquet) {
-        sinks::local(&path)?;
-    }
+    sinks::check_path(args.dest, &path)?;
     if args.dry_run {
         // Reads the stored state if there is one; creates nothing.
         let state = match override_state {
             Some(s) => s,
-            None if path.exists() => sinks::open(args.dest, &path, config.sink.clone())?.load_state()?.unwrap_or_default(),
+            None if path.exists() || sinks::url_scheme(&path).is_some() => {
+                sinks::open(args.dest, &path, config.sink.clone())?.load_state()?.unwrap_or_default()
+            }
             None => State::default(),
         };
         return dry_run(&client, &config, state, now, &selected).await;

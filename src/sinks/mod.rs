@@ -14,6 +14,7 @@ pub mod lock;
 pub mod parquet;
 pub mod projection;
 pub mod singer;
+pub mod whole_lines;
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -70,10 +71,21 @@ pub enum SinkError {
     },
     #[error(transparent)]
     State(#[from] StateError),
-    #[error(
-        "--path {path} is a URL, and postmark-elt writes local files only (object storage is not supported yet); write to a local path and copy it, e.g. with `aws s3 sync`"
-    )]
+    #[error("--path {path} is a URL, and DuckDB writes a local file; use a local path, or --dest parquet to write to object storage")]
     NotLocal { path: String },
+    #[error("--path {path}: {reason}")]
+    BadUrl { path: String, reason: String },
+    #[error(
+        "{url} holds Parquet files but no _manifest.json, so they were not written there by postmark-elt (a folder copied up, another tool); write to an empty prefix, or move them away"
+    )]
+    NotOurs { url: String },
+    #[error("{url}: {context}: {source}")]
+    Remote {
+        url: String,
+        context: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("this postmark-elt was built without DuckDB support; rebuild with `--features duckdb`, or use --dest parquet or --dest singer")]
     DuckdbDisabled,
 }
@@ -339,25 +351,34 @@ impl Default for SinkOptions {
     }
 }
 
-/// `path` unless it is a URL (`s3://...`), which would otherwise become a local folder named
-/// `s3:` and load nothing where it was meant to go.
-pub fn local(path: &std::path::Path) -> Result<&std::path::Path, SinkError> {
+/// The URL scheme of `path` (`s3` of `s3://bucket/prefix`), if it is a URL: a path that would
+/// otherwise become a local folder named `s3:` and load nothing where it was meant to go.
+pub fn url_scheme(path: &std::path::Path) -> Option<String> {
     let text = path.to_string_lossy();
-    let scheme = text.split_once("://").map(|(s, _)| s);
-    let is_url =
-        scheme.is_some_and(|s| s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)));
-    if is_url {
-        return Err(SinkError::NotLocal { path: text.into_owned() });
+    let scheme = text.split_once("://").map(|(s, _)| s)?;
+    let is_scheme = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+    is_scheme.then(|| scheme.to_ascii_lowercase())
+}
+
+/// Refuses, before anything runs, a `--path` the destination cannot write: a URL for DuckDB,
+/// a scheme object storage does not know for Parquet.
+pub fn check_path(kind: DestKind, path: &std::path::Path) -> Result<(), SinkError> {
+    let Some(scheme) = url_scheme(path) else { return Ok(()) };
+    let text = path.to_string_lossy().into_owned();
+    match kind {
+        DestKind::Parquet if parquet::SCHEMES.contains(&scheme.as_str()) => Ok(()),
+        DestKind::Parquet => Err(SinkError::BadUrl {
+            path: text,
+            reason: format!("{scheme}:// is not an object store postmark-elt writes to; use s3://, gs://, az:// or file://"),
+        }),
+        DestKind::Duckdb => Err(SinkError::NotLocal { path: text }),
+        DestKind::Singer | DestKind::Airbyte | DestKind::Discard => Ok(()),
     }
-    Ok(path)
 }
 
 /// Opens the destination chosen on the command line.
 pub fn open(kind: DestKind, path: &std::path::Path, options: SinkOptions) -> Result<Box<dyn Sink>, SinkError> {
-    let path = match kind {
-        DestKind::Duckdb | DestKind::Parquet => local(path)?,
-        DestKind::Singer | DestKind::Airbyte | DestKind::Discard => path,
-    };
+    check_path(kind, path)?;
     match kind {
         #[cfg(feature = "duckdb")]
         DestKind::Duckdb => Ok(Box::new(duckdb::DuckdbSink::open(path, options)?)),
@@ -366,6 +387,7 @@ pub fn open(kind: DestKind, path: &std::path::Path, options: SinkOptions) -> Res
             let _ = options;
             Err(SinkError::DuckdbDisabled)
         }
+        DestKind::Parquet if url_scheme(path).is_some() => Ok(Box::new(parquet::ParquetSink::open_url(&path.to_string_lossy())?)),
         DestKind::Parquet => Ok(Box::new(parquet::ParquetSink::open(path)?)),
         DestKind::Singer => Ok(Box::new(singer::SingerSink::stdout())),
         DestKind::Airbyte => Ok(Box::new(crate::airbyte::sink::AirbyteSink::default())),

@@ -10,6 +10,9 @@
 //! the size of the day, and a reader never sees a partial file or a duplicate key. The state file
 //! is written (atomically, the same way) only after every file it covers is durable, so a crash
 //! at any point is repaired by the next run, which re-reads from the last saved bookmark.
+//!
+//! The same layout goes to object storage (`s3://`, `gs://`, `az://`, `file://`): the sink then
+//! writes in a local mirror of the partitions it touches, and [`remote`] publishes each flush.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
@@ -33,6 +36,9 @@ use crate::state::State;
 
 mod files;
 mod folder;
+mod remote;
+#[cfg(test)]
+mod remote_tests;
 mod rows;
 #[cfg(test)]
 mod tests;
@@ -40,6 +46,8 @@ mod tests;
 use files::*;
 use folder::*;
 use rows::*;
+
+pub use remote::{MANIFEST_FILE, SCHEMES};
 
 pub const STATE_FILE: &str = "_state.json";
 /// The single file of a partition as written by earlier versions; read as the oldest part.
@@ -86,6 +94,12 @@ pub struct ParquetSink {
     compact_rows: i64,
     /// Whether to try exchanging folders; tests turn it off to take the fallback.
     exchange_folders: bool,
+    /// The object store the mirror `dir` is published to, if any.
+    remote: Option<remote::Remote>,
+    /// A rewritten file gets a new name and its old one is removed, rather than being replaced
+    /// under its name: object stores have no rename, and only new names let the manifest say
+    /// which files are current (see [`remote`]).
+    fresh_names: bool,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
@@ -122,7 +136,20 @@ impl ParquetSink {
             pending_state: None,
             compact_rows: COMPACT_ROWS,
             exchange_folders: true,
+            remote: None,
+            fresh_names: false,
         })
+    }
+
+    /// The destination at an object-store URL (`s3://bucket/prefix`, ...); reads only until
+    /// the first flush.
+    pub fn open_url(url: &str) -> Result<Self, SinkError> {
+        let remote = remote::Remote::open(url)?;
+        let mut sink = Self::open(remote.mirror())?;
+        sink.remote = Some(remote);
+        sink.fresh_names = true;
+        sink.exchange_folders = false;
+        Ok(sink)
     }
 
     fn write_buffered(&mut self) -> Result<(), SinkError> {
@@ -143,6 +170,10 @@ impl ParquetSink {
             self.write_stream(&info, &batches, &drop_servers)?;
         }
         self.buffered_rows = 0;
+        if let Some(remote) = &mut self.remote {
+            let state = self.pending_state.take().map(|s| s.to_json());
+            return remote.publish(state.as_deref());
+        }
         if let Some(state) = self.pending_state.take() {
             let path = self.dir.join(STATE_FILE);
             write_atomically(&path, |f| f.write_all(state.to_json().as_bytes()).map_err(io(&path)))?;
@@ -150,7 +181,7 @@ impl ParquetSink {
         Ok(())
     }
 
-    fn write_stream(&self, info: &StreamInfo, batches: &[RecordBatch], drop_servers: &[Option<i64>]) -> Result<(), SinkError> {
+    fn write_stream(&mut self, info: &StreamInfo, batches: &[RecordBatch], drop_servers: &[Option<i64>]) -> Result<(), SinkError> {
         let context = format!("writing stream {}", info.name);
         let fail = |e: BoxError| write_err(&self.dir, context.clone())(e);
         let encoder = KeyEncoder::new(info).map_err(|e| fail(e.into()))?;
@@ -183,6 +214,10 @@ impl ParquetSink {
                 Some(date) => self.dir.join(&info.name).join(format!("date={date}")),
                 None => self.dir.join(&info.name),
             };
+            if let Some(remote) = &mut self.remote {
+                let relative = folder.strip_prefix(&self.dir).unwrap_or(&folder).to_string_lossy().replace('\\', "/");
+                remote.fetch(&relative)?;
+            }
             fs::create_dir_all(&folder).map_err(io(&folder))?;
             let files = list_files(&folder, info.cursor_field.as_deref()).map_err(fail)?;
             // A small last file takes the new rows, so that a partition is not left in many
@@ -214,9 +249,16 @@ impl ParquetSink {
             }
             let old: Vec<&PartFile> = rewrite.iter().map(|&i| &files[i]).collect();
             let fill = |file: &mut File| self.write_merged(file, info, &encoder, &old, &new_keys, drop_servers, &parts, &keep);
+            let next_name = folder.join(part_name(files.last().map_or(1, |f| f.seq + 1)));
             match rewrite.as_slice() {
                 [] if new_keys.is_empty() => {}
-                [] => write_atomically(&folder.join(part_name(files.last().map_or(1, |f| f.seq + 1))), fill)?,
+                [] => write_atomically(&next_name, fill)?,
+                replaced if self.fresh_names => {
+                    write_atomically(&next_name, fill)?;
+                    for f in replaced.iter().map(|&i| &files[i]) {
+                        fs::remove_file(&f.path).map_err(io(&f.path))?;
+                    }
+                }
                 [one] => write_atomically(&files[*one].path, fill)?,
                 _ => self.swap_partition(&folder, &files, &rewrite, fill)?,
             }
@@ -333,6 +375,9 @@ impl ParquetSink {
 
 impl Sink for ParquetSink {
     fn load_state(&mut self) -> Result<Option<State>, SinkError> {
+        if let Some(remote) = &self.remote {
+            return remote.state().map(State::from_stored).transpose().map_err(SinkError::from);
+        }
         let path = self.dir.join(STATE_FILE);
         match fs::read_to_string(&path) {
             Ok(text) => Ok(Some(State::from_stored(&text)?)),

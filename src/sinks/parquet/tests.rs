@@ -9,21 +9,22 @@ fn page(ids: &[(&str, &str)]) -> String {
     format!(r#"{{"TotalCount":{},"Messages":[{}]}}"#, ids.len(), msgs.join(","))
 }
 
+/// (message_id, tag) of every row of a Parquet file of messages.
+pub(super) fn file_rows(path: &Path) -> Vec<(String, String)> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap().build().unwrap();
+    let mut rows = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        let ids = crate::streams::extract::string_column(&b, "message_id").unwrap();
+        let tags = crate::streams::extract::string_column(&b, "tag").unwrap();
+        rows.extend((0..b.num_rows()).map(|i| (ids.value(i).to_string(), tags.value(i).to_string())));
+    }
+    rows
+}
+
 /// (message_id, tag) of every row of every file of a partition folder, sorted.
 fn rows_in(folder: &Path) -> Vec<(String, String)> {
-    let mut rows = Vec::new();
-    for file in files_in(folder) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(folder.join(file)).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
-            let b = b.unwrap();
-            let ids = crate::streams::extract::string_column(&b, "message_id").unwrap();
-            let tags = crate::streams::extract::string_column(&b, "tag").unwrap();
-            rows.extend((0..b.num_rows()).map(|i| (ids.value(i).to_string(), tags.value(i).to_string())));
-        }
-    }
+    let mut rows: Vec<(String, String)> = files_in(folder).into_iter().flat_map(|file| file_rows(&folder.join(file))).collect();
     rows.sort();
     rows
 }
