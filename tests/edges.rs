@@ -63,8 +63,11 @@ fn message_streams_lists_archived_ones() {
 /// instead of a silent restart from `start_date`; a Meltano wrapper is read.
 #[test]
 fn state_files_are_unwrapped_or_refused() {
-    let env = Env::new(yesterday_messages(50));
-    let cfg = env.config(two_days_ago(), json!({}));
+    // Mail of three days ago: outside the overlap read before any bookmark of about now, at
+    // any time of day (yesterday's mail meets it just after midnight in New York).
+    let today = Utc::now().with_timezone(&chrono_tz::America::New_York).date_naive();
+    let env = Env::new(generate::day(42, "outbound", today - Duration::days(3), 50));
+    let cfg = env.config(eastern_days_ago(4), json!({}));
     let run = |state: &str| {
         std::fs::write(env.path("state.json"), state).expect("write state");
         env.sync_streams(&cfg, "messages_outbound", &["--state", "state.json"])

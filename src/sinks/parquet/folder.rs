@@ -1,5 +1,6 @@
-//! Folder operations of the Parquet sink: exchanging a partition with its staging copy in one
-//! rename, writing a file atomically, and removing what a crash left.
+//! Folder operations of the Parquet sink: replacing several files of a partition at once
+//! (exchanging it with a staging copy in one rename), writing a file atomically, and removing
+//! what a crash left.
 
 use super::*;
 
@@ -20,6 +21,60 @@ pub(super) fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
 pub(super) fn exchange(_: &Path, _: &Path) -> std::io::Result<bool> {
     Ok(false)
 }
+
+impl ParquetSink {
+    /// Replaces several files of a partition at once: a staging folder gets hard links to the
+    /// files that stay and the merged file (named as the newest file it replaces), then it is
+    /// exchanged with the partition's folder in one rename, so a reader sees the old files or
+    /// the new ones, never old and new copies of a key together, nor neither.
+    pub(super) fn swap_partition(
+        &self,
+        folder: &Path,
+        files: &[PartFile],
+        rewrite: &[usize],
+        fill: impl FnOnce(&mut File) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        let staging = self
+            .dir
+            .join(STAGING_DIR)
+            .join(folder.strip_prefix(&self.dir).unwrap_or(folder).to_string_lossy().replace(['/', '\\'], "~"));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let newest = rewrite.iter().map(|&i| &files[i]).max_by_key(|f| f.seq).map(|f| f.name()).unwrap_or_default();
+        let merged = staging.join(&newest);
+        let mut file = File::create(&merged).map_err(io(&merged))?;
+        fill(&mut file)?;
+        file.sync_all().map_err(io(&merged))?;
+        drop(file);
+        let linked = files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !rewrite.contains(i))
+            .try_for_each(|(_, f)| fs::hard_link(&f.path, staging.join(f.name())));
+        let swapped = self.exchange_folders
+            && linked.is_ok()
+            && File::open(&staging).and_then(|d| d.sync_all()).is_ok()
+            && exchange(&staging, folder).map_err(io(folder))?;
+        if !swapped {
+            // No hard links or no atomic exchange here: the merged file replaces the newest old
+            // one, then the others go. A crash in between leaves old copies of the new keys,
+            // which the next run (reading from the same bookmark) removes.
+            fs::rename(&merged, folder.join(&newest)).map_err(io(folder))?;
+            for f in rewrite.iter().map(|&i| &files[i]).filter(|f| f.name() != newest) {
+                fs::remove_file(&f.path).map_err(io(&f.path))?;
+            }
+        }
+        if let Some(parent) = folder.parent() {
+            File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+        }
+        File::open(folder).and_then(|d| d.sync_all()).map_err(io(folder))?;
+        // The staging folder now holds the replaced files.
+        fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        let _ = fs::remove_dir(self.dir.join(STAGING_DIR));
+        Ok(())
+    }
+}
+
 pub(super) fn remove_leftovers(dir: &Path) {
     // A staging folder left by a crash holds copies of files, or files already replaced.
     let _ = fs::remove_dir_all(dir.join(STAGING_DIR));
