@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Duration as ChronoDuration, Utc};
 use chrono_tz::America::New_York;
-use common::{BIN, Env, assert_ok, eastern_days_ago, python_tool, run_python, text};
+use common::{Env, assert_ok, eastern_days_ago, python_tool, run_python, text};
 use fake_postmark::{FakeConfig, generate};
 use serde_json::{Value, json};
 
@@ -87,12 +87,8 @@ impl Drop for S3Server {
 fn command(env: &Env, s3: &S3Server, args: &[&str]) -> Command {
     let tmp = env.path("tmp");
     std::fs::create_dir_all(&tmp).expect("tmp dir");
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(env.dir.path())
-        .env_remove("POSTMARK_SERVER_TOKEN")
-        .env_remove("RUST_LOG")
-        .env("TMPDIR", &tmp);
+    let mut cmd = env.command(args);
+    cmd.env("TMPDIR", &tmp);
     for (k, v) in s3.env() {
         cmd.env(k, v);
     }

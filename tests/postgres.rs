@@ -151,12 +151,7 @@ fn fake() -> Env {
 /// runner does: the last line of its stdout.
 fn tap_into_target(env: &Env, target: &Path, target_config: &Path, state: Option<&Value>, kill_after_states: Option<usize>) -> Option<Value> {
     let cfg = env.path("config.json");
-    let mut tap = Command::new(BIN);
-    tap.arg("--config")
-        .arg(&cfg)
-        .current_dir(env.dir.path())
-        .env_remove("POSTMARK_SERVER_TOKEN")
-        .env_remove("RUST_LOG");
+    let mut tap = env.command(&["--config", cfg.to_str().expect("UTF-8 path")]);
     if let Some(state) = state {
         std::fs::write(env.path("state.json"), state.to_string()).expect("state file");
         tap.arg("--state").arg(env.path("state.json"));
@@ -225,11 +220,8 @@ fn counts(pg: &Postgres, schema: &str, keys: &HashMap<String, Vec<String>>) -> H
 /// The default streams' keys, from the tap's catalog.
 fn stream_keys(env: &Env) -> HashMap<String, Vec<String>> {
     let cfg = env.path("config.json");
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--discover")
-        .current_dir(env.dir.path())
+    let out = env
+        .command(&["--config", cfg.to_str().expect("UTF-8 path"), "--discover"])
         .output()
         .expect("discover");
     assert_ok(&out);

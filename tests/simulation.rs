@@ -42,6 +42,8 @@ struct Modes {
     reading: DateReading,
     index_delay: ChronoDuration,
     arrivals: usize,
+    /// Lists only nearly newest first (`FakeConfig::order_jitter`).
+    order_jitter: ChronoDuration,
     early_events: bool,
     dest: Dest,
     days: i64,
@@ -74,6 +76,7 @@ fn pick(seed: u64) -> Modes {
         reading: readings[r.random_range(0..readings.len())],
         index_delay: ChronoDuration::seconds([0, 0, 30, 300][r.random_range(0..4)]),
         arrivals: [0, 0, 1, 4][r.random_range(0..4)],
+        order_jitter: ChronoDuration::seconds([0, 0, 0, 600][r.random_range(0..4)]),
         early_events: r.random_bool(0.3),
         dest: [Dest::Duckdb, Dest::Parquet, Dest::Singer][r.random_range(0..3)],
         days: r.random_range(1..=3),
@@ -260,6 +263,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         index_delay: modes.index_delay,
         arrivals_per_search: modes.arrivals,
         arrival_seed: seed,
+        order_jitter: modes.order_jitter,
         ..FakeConfig::default()
     };
     let env = Env::with_config(config, Vec::new());

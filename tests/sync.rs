@@ -63,11 +63,38 @@ fn hot_day_loads_completely_and_requests_follow_the_rules() {
         }
         assert!(matches!(r.param("messagestream"), Some("outbound" | "broadcast")));
     }
-    // Requests stay close to the minimum: one per 500 rows plus the windowing probes.
+    // Requests stay close to the minimum, one per 500 rows: the hot day is cut along the
+    // reach (its deepest pages asked, offset 9,500), so only the oldest part ends in a
+    // part-filled page; each stream's probe of the whole range is its first page.
     let minimum = truth.len().div_ceil(500);
-    assert!(pages.len() <= minimum + 20, "{} page requests for a minimum of {minimum}", pages.len());
+    assert!(pages.len() <= minimum + 3, "{} page requests for a minimum of {minimum}", pages.len());
+    assert!(
+        pages.iter().any(|r| r.param("offset") == Some("9500")),
+        "the dense window was not cut along its reach"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("messages_outbound"), "no summary: {stderr}");
+    assert!(!stderr.contains("not newest first"), "{stderr}");
+}
+
+/// An API that lists only nearly newest first (by an internal ID, say: records up to 10 min out
+/// of order) must not lose the rows a cut along the reach would leave beyond it: the pages
+/// give the order away, and the dense window is read again in equal-time parts.
+#[test]
+fn a_list_not_newest_first_is_noticed_and_read_in_parts() {
+    let config = FakeConfig {
+        order_jitter: ChronoDuration::minutes(10),
+        ..FakeConfig::default()
+    };
+    let env = Env::with_config(config, busy_server());
+    let cfg = env.config(start_of(today_eastern() - ChronoDuration::days(6)), json!({}));
+    let out = env.run(&["sync", "--config", cfg.to_str().unwrap()]);
+    assert_ok(&out);
+    let (rows, distinct, ids) = duckdb_ids(&env.path("postmark.duckdb"));
+    assert_eq!(rows, distinct, "duplicate rows");
+    assert_eq!(ids, env.truth(), "the loaded message IDs differ from the API's");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not newest first"), "the disorder went unreported: {stderr}");
 }
 
 /// A second run reads only from the bookmark (minus the overlap), adds the new rows, and

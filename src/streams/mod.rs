@@ -10,6 +10,7 @@ pub mod declarations;
 pub mod discovery;
 pub mod error;
 pub mod extract;
+pub mod planner;
 pub mod read;
 pub mod runner;
 pub mod summary;

@@ -110,9 +110,16 @@ impl<'a> Extractor<'a> {
         self.config.max_concurrency * READ_AHEAD_PER_SLOT
     }
 
-    /// Windows a date-window read probes (or holds probed) ahead of the one being paged, and
-    /// so the first pages it keeps in memory: one per request slot.
+    /// Requests a date-window read's planner keeps out, with the pages it holds (answers not
+    /// yet handed on with their leaf), ahead of the pages being read: as many as the reads keep
+    /// ahead, since a dense window's cuts follow one another and the windows after it are
+    /// planned meanwhile.
     pub fn probes_ahead(&self) -> usize {
+        self.read_ahead().max(1)
+    }
+
+    /// Leaves found and sent on but not yet paged: one per request slot.
+    pub fn leaves_ahead(&self) -> usize {
         self.config.max_concurrency.max(1)
     }
 

@@ -34,7 +34,7 @@ pub fn is_ambiguous(t: DateTime<Utc>) -> bool {
     matches!(New_York.from_local_datetime(&eastern_wall_clock(t)), LocalResult::Ambiguous(..))
 }
 
-fn floor_second(t: DateTime<Utc>) -> DateTime<Utc> {
+pub fn floor_second(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(Duration::seconds(1)).unwrap_or(t)
 }
 
@@ -102,11 +102,11 @@ impl Window {
         )
     }
 
-    /// Splits a window whose query matched `total` rows into enough parts that each should fit
-    /// under `reach` (aiming at three quarters of it, so uneven traffic rarely needs a second
-    /// split). A part that still matches too many rows is split again by the caller.
-    pub fn split_for_total(&self, total: u64, reach: u64) -> Result<Vec<Window>, CannotSplit> {
-        let parts = total.div_ceil((reach * 3 / 4).max(1)).clamp(2, 1_000) as u32;
+    /// Splits a window whose query matched `total` rows into enough parts that each should
+    /// hold at most `target` (aiming at three quarters of it, so uneven traffic rarely needs a
+    /// second split). A part that still matches too many rows is split again by the caller.
+    pub fn split_for_total(&self, total: u64, target: u64) -> Result<Vec<Window>, CannotSplit> {
+        let parts = total.div_ceil((target * 3 / 4).max(1)).clamp(2, 1_000) as u32;
         self.split(parts)
     }
 
@@ -138,129 +138,6 @@ impl Window {
             });
         }
         Ok(bounds.windows(2).map(|b| Window { from: b[0], to: b[1] }).collect())
-    }
-}
-
-/// A window small enough to page, found by [`LeafPlanner`], with what its probe fetched.
-#[derive(Debug)]
-pub struct Leaf<P> {
-    pub window: Window,
-    /// The probe's count of the window's rows.
-    pub total: u64,
-    /// What the probe fetched besides the count (the runner's first page).
-    pub probe: P,
-    /// Splits made since the leaf before (their sum is the range's splits).
-    pub splits: u64,
-}
-
-/// A window holds more than the reach and cannot be divided further.
-#[derive(Debug, thiserror::Error)]
-#[error("{total} rows in {source}")]
-pub struct TooDense {
-    pub total: u64,
-    pub source: CannotSplit,
-}
-
-/// Where a window of the range stands.
-#[derive(Debug)]
-enum Planned<P> {
-    Unprobed(Window),
-    Probing(Window),
-    Leaf(Leaf<P>),
-}
-
-/// The windows of a range small enough to page, found by probing: `probe` counts a window's
-/// rows (production asks the API for its first page, the property tests ask an oracle); a
-/// window above `reach` is split and its parts are probed in turn, so no row is read from a
-/// window before it is known to fit. Probes may run side by side and answer in any order
-/// ([`next_probe`](Self::next_probe) hands out windows, [`probed`](Self::probed) takes their
-/// counts); leaves still come out oldest first ([`next_leaf`](Self::next_leaf)).
-#[derive(Debug)]
-pub struct LeafPlanner<P> {
-    /// The range's windows, oldest first.
-    windows: std::collections::VecDeque<Planned<P>>,
-    reach: u64,
-    /// Splits not yet reported with a leaf.
-    splits: u64,
-}
-
-impl<P> LeafPlanner<P> {
-    pub fn new(root: Window, reach: u64) -> Self {
-        LeafPlanner {
-            windows: [Planned::Unprobed(root)].into(),
-            reach,
-            splits: 0,
-        }
-    }
-
-    /// The oldest window not yet handed out, to probe, while `in_flight` probes run: none when
-    /// `in_flight` and the leaves found but not yet taken reach `ahead` (their first pages are in
-    /// memory), except when no probe runs at all, so that the oldest window (which the leaves
-    /// taken next wait for) is always being probed.
-    pub fn next_probe(&mut self, in_flight: usize, ahead: usize) -> Option<Window> {
-        if in_flight > 0 && in_flight + self.leaves_held() >= ahead {
-            return None;
-        }
-        self.windows.iter_mut().find_map(|planned| match *planned {
-            Planned::Unprobed(window) => {
-                *planned = Planned::Probing(window);
-                Some(window)
-            }
-            _ => None,
-        })
-    }
-
-    /// A probe's count of `window` (handed out by `next_probe`) and what it fetched. A window
-    /// above the reach is replaced by its parts, to be probed in turn.
-    pub fn probed(&mut self, window: Window, total: u64, fetched: P) -> Result<(), TooDense> {
-        let Some(at) = self.windows.iter().position(|p| matches!(p, Planned::Probing(w) if *w == window)) else {
-            return Ok(());
-        };
-        if total <= self.reach {
-            self.windows[at] = Planned::Leaf(Leaf {
-                window,
-                total,
-                probe: fetched,
-                splits: 0,
-            });
-            return Ok(());
-        }
-        let parts = window.split_for_total(total, self.reach).map_err(|source| TooDense { total, source })?;
-        self.splits += 1;
-        self.windows.remove(at);
-        for (i, part) in parts.into_iter().enumerate() {
-            self.windows.insert(at + i, Planned::Unprobed(part));
-        }
-        Ok(())
-    }
-
-    /// Whether [`next_leaf`](Self::next_leaf) has a leaf to give.
-    pub fn has_next_leaf(&self) -> bool {
-        matches!(self.windows.front(), Some(Planned::Leaf(_)))
-    }
-
-    /// The oldest window, once it is a leaf.
-    pub fn next_leaf(&mut self) -> Option<Leaf<P>> {
-        if !self.has_next_leaf() {
-            return None;
-        }
-        match self.windows.pop_front() {
-            Some(Planned::Leaf(leaf)) => Some(Leaf {
-                splits: std::mem::take(&mut self.splits),
-                ..leaf
-            }),
-            _ => None,
-        }
-    }
-
-    /// Leaves found and not yet handed on (their first pages are held).
-    pub fn leaves_held(&self) -> usize {
-        self.windows.iter().filter(|p| matches!(p, Planned::Leaf(_))).count()
-    }
-
-    /// Every window of the range has been handed on as a leaf.
-    pub fn is_done(&self) -> bool {
-        self.windows.is_empty()
     }
 }
 

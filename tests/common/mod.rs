@@ -62,13 +62,18 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
+        self.command(args).output().expect("run postmark-elt")
+    }
+
+    /// The binary with `args`, run in the test's directory without the caller's token and
+    /// log filter: every test starts it the same way.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .current_dir(self.dir.path())
             .env_remove("POSTMARK_SERVER_TOKEN")
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run postmark-elt")
+            .env_remove("RUST_LOG");
+        cmd
     }
 
     /// `sync --config CFG --streams STREAMS` and `extra` arguments.
@@ -79,10 +84,7 @@ impl Env {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        Command::new(BIN)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("POSTMARK_SERVER_TOKEN")
+        self.command(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

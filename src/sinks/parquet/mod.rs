@@ -96,10 +96,6 @@ pub struct ParquetSink {
     exchange_folders: bool,
     /// The object store the mirror `dir` is published to, if any.
     remote: Option<remote::Remote>,
-    /// A rewritten file gets a new name and its old one is removed, rather than being replaced
-    /// under its name: object stores have no rename, and only new names let the manifest say
-    /// which files are current (see [`remote`]).
-    fresh_names: bool,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
@@ -137,7 +133,6 @@ impl ParquetSink {
             compact_rows: COMPACT_ROWS,
             exchange_folders: true,
             remote: None,
-            fresh_names: false,
         })
     }
 
@@ -147,9 +142,14 @@ impl ParquetSink {
         let remote = remote::Remote::open(url)?;
         let mut sink = Self::open(remote.mirror())?;
         sink.remote = Some(remote);
-        sink.fresh_names = true;
-        sink.exchange_folders = false;
         Ok(sink)
+    }
+
+    /// Whether a rewritten file gets a new name (and its old one is removed) rather than being
+    /// replaced under its name: object stores have no rename, and only new names let the
+    /// manifest say which files are current (see [`remote`]).
+    fn fresh_names(&self) -> bool {
+        self.remote.is_some()
     }
 
     fn write_buffered(&mut self) -> Result<(), SinkError> {
@@ -253,7 +253,7 @@ impl ParquetSink {
             match rewrite.as_slice() {
                 [] if new_keys.is_empty() => {}
                 [] => write_atomically(&next_name, fill)?,
-                replaced if self.fresh_names => {
+                replaced if self.fresh_names() => {
                     write_atomically(&next_name, fill)?;
                     for f in replaced.iter().map(|&i| &files[i]) {
                         fs::remove_file(&f.path).map_err(io(&f.path))?;

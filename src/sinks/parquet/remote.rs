@@ -4,7 +4,7 @@
 //! Object stores have no rename, so the sink works on a local mirror (a temporary folder) of
 //! the partitions a sync touches, as it does on a local folder, and publishes each flush:
 //! 1. every new file is PUT under a name never used before (a rewritten file gets a new
-//!    sequence number rather than replacing its old name, see `ParquetSink::fresh_names`);
+//!    sequence number rather than replacing its old name, see `ParquetSink::fresh_names()`);
 //!    a PUT is atomic, so no reader sees half a file;
 //! 2. `_manifest.json`, the list of the files that make up the data, is PUT: this is the commit;
 //! 3. `_state.json` is PUT, after the data it covers;

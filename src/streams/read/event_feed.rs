@@ -4,13 +4,14 @@
 //! API proves to honour `fromdate`/`todate`, else per message, for the parent rows (messages)
 //! whose filter column says they can have such events.
 
+use arrow::array::{Array, TimestampMicrosecondArray};
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, stream};
 
 use crate::streams::context::{Ctx, fill_path};
 use crate::streams::error::SyncError;
 use crate::streams::read::FirstRequest;
-use crate::streams::read::paging::{time_range, windows_into};
+use crate::streams::read::paging::{newest_first, time_range, windows_into};
 use crate::streams::read::per_record::{id_text, parent_ids};
 use crate::streams::runner::{Extractor, page_query};
 use crate::streams::summary::PartitionReport;
@@ -35,6 +36,9 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
     let mut rows_read = 0;
     let mut newest: Option<DateTime<Utc>> = None;
     let mut oldest: Option<DateTime<Utc>> = None;
+    // Whether the list's pages were not newest first (then an event newer than the oldest
+    // seen may lie beyond the offset limit, and the reads below would not reach it).
+    let mut disordered = false;
     // Newest first: events that arrive while paging push older ones to later offsets, so
     // pages may repeat rows (merged on the key) but never skip one. The first page gives the
     // total; the next pages are fetched concurrently and read in order until one reaches
@@ -60,6 +64,13 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
             let rows = page.batch.num_rows() as u64;
             read += rows;
             let (lo, hi) = time_range(&page.batch, cursor);
+            if let Some(c) = page
+                .batch
+                .column_by_name(cursor)
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            {
+                disordered |= !newest_first(c, oldest.map(|t| t.timestamp_micros()));
+            }
             newest = newest.max(hi);
             oldest = match (oldest, lo) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -101,6 +112,14 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
                 until.to_rfc3339(),
                 (cutoff - lookback).to_rfc3339()
             )
+        };
+        let note = if disordered {
+            format!(
+                "{note}; the list was not newest first, so events newer than {} listed beyond the offset limit may be missing: please report it",
+                until.to_rfc3339()
+            )
+        } else {
+            note
         };
         tracing::warn!(stream = ctx.def.name, at = %ctx.at(None), "{note}");
         report.note = Some(note);

@@ -6,6 +6,7 @@ pub mod daily_stats;
 pub mod date_windows;
 pub mod event_feed;
 pub mod full_table;
+mod leaves;
 pub mod paging;
 pub mod per_record;
 

@@ -11,17 +11,16 @@ use arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use arrow::compute::filter_record_batch;
 use arrow::row::OwnedRow;
 use chrono::{DateTime, Utc};
-use futures::future::{self, BoxFuture, FutureExt};
-use futures::{StreamExt, stream};
+use futures::StreamExt;
 
 use crate::schema::SchemaError;
 use crate::sinks::KeyEncoder;
-use crate::streams::MAX_REACH;
 use crate::streams::context::Ctx;
 use crate::streams::error::{SyncError, WINDOW_ATTEMPTS};
 use crate::streams::extract::Page;
+use crate::streams::read::leaves::{LeafPage, deepest_offset, leaf_pages};
 use crate::streams::runner::Extractor;
-use crate::streams::window::{Leaf, LeafPlanner, TooDense, Window};
+use crate::streams::window::Window;
 
 /// What [`read_windows`] hands its caller, in order.
 pub enum WindowPart {
@@ -87,18 +86,6 @@ impl Unsettled {
     }
 }
 
-/// One page of a leaf window, and where it sits in it.
-struct LeafPage {
-    window: Window,
-    /// The window's TotalCount, from its first page.
-    total: u64,
-    /// Splits made on the way to the window.
-    splits: u64,
-    index: usize,
-    pages: usize,
-    page: Page,
-}
-
 /// Reads every row of `[from, to]`, window by window, oldest first. Pages go to `on` as they
 /// arrive, in order, with up to [`Extractor::read_ahead`] requests ahead (across window boundaries), so
 /// memory holds a few pages, whatever the size of a window. Each window is reported complete
@@ -136,8 +123,14 @@ pub async fn read_windows(
     let mut handed_until: Option<DateTime<Utc>> = None;
     let cursor_name = ctx.def.cursor_field;
     let mut misread_reported = false;
+    // Whether dense windows may be cut along their reach: they need a cursor, and pages newest
+    // first (checked on every page of a cut leaf; off for the rest of the read once not).
+    let mut cutting = cursor_name.is_some();
+    // The query and count of the last leaf completed: a cut leaf's rows and those of the leaf
+    // below its cut must add up to its query's count.
+    let mut below: Option<(Window, u64)> = None;
     while let Some(root) = next.take() {
-        let mut pages = std::pin::pin!(leaf_pages(ex, ctx, root, root_probe.take()));
+        let mut pages = std::pin::pin!(leaf_pages(ex, ctx, root, root_probe.take(), cutting));
         let mut seen: HashSet<OwnedRow> = HashSet::new();
         // Keys of the window's last second (all keys for a stream without a cursor): what the
         // next window may hold again.
@@ -150,9 +143,16 @@ pub async fn read_windows(
         let mut shrank = false;
         // Rows of this read of the window not handed on again (already handed on this run).
         let mut repeated = 0;
+        // Rows of a cut leaf's pages older than its cut (they belong to the leaf below), the
+        // oldest cursor of its pages so far, and whether a page was not newest first.
+        let mut older = 0;
+        let mut oldest_so_far: Option<i64> = None;
+        let mut disordered = false;
         while let Some(leaf) = pages.next().await {
             let LeafPage {
                 window,
+                query,
+                cut,
                 total,
                 splits,
                 index,
@@ -164,11 +164,12 @@ pub async fn read_windows(
                 tail.clear();
                 newest = None;
                 (latest_total, shrank, repeated) = (total, false, 0);
+                (older, oldest_so_far, disordered) = (0, None, false);
             }
             let page_total = page.total.unwrap_or(total);
             latest_total = latest_total.max(page_total);
             shrank |= page_total < total;
-            if !misread_reported && let Some(outside) = outside_window(ctx, window, &page.batch) {
+            if !misread_reported && let Some(outside) = outside_window(ctx, query, &page.batch) {
                 misread_reported = true;
                 on(WindowPart::Misread(outside)).await?;
             }
@@ -181,12 +182,25 @@ pub async fn read_windows(
                 .and_then(|c| page.batch.column_by_name(c))
                 .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
             let page_newest = cursor.and_then(arrow::compute::max);
+            if cut && let Some(c) = cursor {
+                disordered |= !newest_first(c, oldest_so_far);
+                oldest_so_far = arrow::compute::min(c).or(oldest_so_far);
+            }
+            let cut_at = cut.then(|| window.from.timestamp_micros());
             newest = newest.max(page_newest);
             let tail_from = newest.map_or(i64::MIN, |n| n - 1_000_000);
             let repeat_until = previous_newest.map_or(i64::MAX, |n| n + 1_000_000);
             let mut repeats: Vec<usize> = Vec::new();
             for (i, key) in page_keys.into_iter().enumerate() {
                 let at = cursor.and_then(|c| c.is_valid(i).then(|| c.value(i)));
+                if at.zip(cut_at).is_some_and(|(t, cut)| t < cut) {
+                    // The leaf below the cut has it; counted as arrived, not handed on.
+                    if seen.insert(key) {
+                        older += 1;
+                    }
+                    repeats.push(i);
+                    continue;
+                }
                 if at.is_none_or(|t| t >= tail_from) {
                     tail.insert(key.clone());
                 }
@@ -215,7 +229,25 @@ pub async fn read_windows(
             // Rows only arrive (late indexing, new mail): once as many distinct rows as the
             // largest count arrived, every row of the window at that count has been seen.
             let distinct = seen.len() as u64;
-            if !shrank && distinct >= latest_total {
+            let whole = if cut {
+                // The query's newest reach, at an unchanged count, newest first, and with the
+                // leaf below the cut holding the rest of the query's count.
+                let below_holds = below.is_some_and(|(q, n)| q.to == window.from && q.from == query.from && n + distinct - older >= total);
+                if disordered || !below_holds {
+                    tracing::warn!(
+                        stream = ctx.def.name,
+                        at = %ctx.at(Some(window)),
+                        disordered,
+                        "Pages of a window cut along its reach were not newest first or miss rows; reading it again in equal-time parts."
+                    );
+                    cutting = false;
+                }
+                !shrank && latest_total == total && distinct >= deepest_offset(ex.page_size()) + ex.page_size() && !disordered && below_holds
+            } else {
+                !shrank && distinct >= latest_total
+            };
+            if whole {
+                below = Some((query, latest_total));
                 previous = std::mem::take(&mut tail);
                 previous_newest = newest;
                 seen.clear();
@@ -226,7 +258,7 @@ pub async fn read_windows(
                 complete_to = Some(window.to);
                 on(WindowPart::Complete {
                     window,
-                    rows: distinct.saturating_sub(repeated),
+                    rows: distinct.saturating_sub(repeated + older),
                     splits,
                 })
                 .await?;
@@ -275,119 +307,15 @@ pub async fn read_windows(
     Ok(())
 }
 
-/// The pages of every leaf window of `root`, oldest first, with up to [`Extractor::read_ahead`]
-/// requests ahead of the page handed on (the client's limit decides how many are in flight).
-/// Leaves are found by [`plan_leaves`], which runs beside the pages: the next windows are
-/// probed while the pages of the one before download.
-fn leaf_pages<'s>(
-    ex: &'s Extractor<'s>,
-    ctx: &'s Ctx<'s>,
-    root: Window,
-    root_probe: Option<Page>,
-) -> impl futures::Stream<Item = Result<LeafPage, SyncError>> + 's {
-    let page_size = ex.page_size();
-    let (leaves_tx, leaves_rx) = tokio::sync::mpsc::channel(ex.probes_ahead());
-    let pages = stream::unfold(leaves_rx, |mut rx| async move { rx.recv().await.map(|leaf| (leaf, rx)) })
-        .flat_map(move |leaf| {
-            let pages: Vec<BoxFuture<'s, Result<LeafPage, SyncError>>> = match leaf {
-                Err(e) => vec![future::ready(Err(e)).boxed()],
-                Ok(Leaf {
-                    window,
-                    total,
-                    probe: first,
-                    splits,
-                }) => {
-                    let offsets: Vec<u64> = (page_size..total).step_by(page_size as usize).collect();
-                    let count = offsets.len() + 1;
-                    let at = move |index: usize, page: Page| LeafPage {
-                        window,
-                        total,
-                        splits,
-                        index,
-                        pages: count,
-                        page,
-                    };
-                    std::iter::once(future::ready(Ok(at(0, first))).boxed())
-                        .chain(offsets.into_iter().enumerate().map(move |(i, offset)| {
-                            async move {
-                                let page = ex.fetch_window_page(ctx, window, offset, page_size.min(MAX_REACH - offset)).await?;
-                                Ok(at(i + 1, page))
-                            }
-                            .boxed()
-                        }))
-                        .collect()
-                }
-            };
-            stream::iter(pages)
-        })
-        .buffered(ex.read_ahead());
-    // The planner yields no pages of its own; it is polled with them, and dropped with them.
-    let planner = stream::once(plan_leaves(ex, ctx, root, root_probe, leaves_tx)).filter_map(|()| future::ready(None));
-    stream::select(planner, pages)
-}
-
-/// Finds the leaf windows of `root` with the [`LeafPlanner`] and the HTTP probe, and sends
-/// them oldest first, each with its first page (the probe that measured it). Probes run ahead
-/// of the pages, up to [`Extractor::probes_ahead`] of them and of the leaves found but not yet
-/// sent together (their first pages are in memory), so the next windows are known before the
-/// pages of the one before run out. Answers are taken while a leaf waits for room in the
-/// channel, so that a retried probe does not wait behind a full channel.
-async fn plan_leaves(
-    ex: &Extractor<'_>,
-    ctx: &Ctx<'_>,
-    root: Window,
-    root_probe: Option<Page>,
-    leaves: tokio::sync::mpsc::Sender<Result<Leaf<Page>, SyncError>>,
-) {
-    let page_size = ex.page_size();
-    let ahead = ex.probes_ahead();
-    let mut planner = LeafPlanner::new(root, MAX_REACH);
-    let mut probes = futures::stream::FuturesUnordered::new();
-    // A root the caller probed already: handed out to that probe, answered by its page.
-    if let Some(first) = root_probe
-        && let Some(root) = planner.next_probe(0, ahead)
-    {
-        probes.push(future::ready((root, Ok(first))).boxed());
-    }
-    loop {
-        while let Some(window) = planner.next_probe(probes.len(), ahead) {
-            probes.push(async move { (window, ex.fetch_window_page(ctx, window, 0, page_size).await) }.boxed());
-        }
-        let front_ready = planner.has_next_leaf();
-        let answer = tokio::select! {
-            room = leaves.reserve(), if front_ready => {
-                let (Ok(room), Some(leaf)) = (room, planner.next_leaf()) else { return };
-                if leaf.splits > 0 {
-                    tracing::debug!(stream = ctx.def.name, splits = leaf.splits, "Window above the offset limit; split.");
-                }
-                room.send(Ok(leaf));
-                continue;
-            }
-            Some(answer) = probes.next(), if !probes.is_empty() => answer,
-            // Every window was probed and handed on (`read_windows` checks that the leaves
-            // covered the range).
-            else => return,
-        };
-        let (window, answer) = answer;
-        let failure = match answer {
-            Ok(first) => {
-                let total = first.total.unwrap_or(first.batch.num_rows() as u64);
-                match planner.probed(window, total, first) {
-                    Ok(()) => continue,
-                    Err(TooDense { total, source }) => SyncError::TooDense {
-                        stream: ctx.def.name,
-                        at: ctx.at(None),
-                        total,
-                        source,
-                    },
-                }
-            }
-            Err(e) => e,
-        };
-        // The read stops at the failure; the probes still in flight are dropped.
-        let _ = leaves.send(Err(failure)).await;
-        return;
-    }
+/// Whether a page's cursors run newest first, starting at or below `above` (the oldest
+/// cursor of the page before it).
+pub(crate) fn newest_first(cursor: &TimestampMicrosecondArray, above: Option<i64>) -> bool {
+    let mut last = above.unwrap_or(i64::MAX);
+    cursor.iter().flatten().all(|t| {
+        let ordered = t <= last;
+        last = t;
+        ordered
+    })
 }
 
 /// Reads `[from, to]` in split date windows and stages the rows. Returns (rows, windows, splits).

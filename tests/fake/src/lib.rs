@@ -74,10 +74,29 @@ pub(crate) struct Data {
     pub(crate) inbound: Vec<Inbound>,
     /// Webhook configurations (`None` until first read: then the two defaults).
     pub(crate) webhooks: Option<Vec<serde_json::Value>>,
+    /// `FakeConfig::order_jitter`, in milliseconds.
+    pub(crate) order_jitter_ms: i64,
+}
+
+/// Where a record with this identity is listed: its instant, shifted by up to `jitter_ms`
+/// (an FNV-1a hash of the identity picks the shift).
+fn listed_at(at: DateTime<Utc>, identity: &str, jitter_ms: i64) -> DateTime<Utc> {
+    if jitter_ms <= 0 {
+        return at;
+    }
+    let hash = identity
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    at + ChronoDuration::milliseconds((hash % jitter_ms as u64) as i64)
 }
 
 impl Data {
     pub(crate) fn sort(&mut self) {
+        let j = self.order_jitter_ms;
+        if j > 0 {
+            self.sort_jittered(j);
+            return;
+        }
         for list in self.messages.values_mut() {
             list.sort_by(|a, b| b.received_at.cmp(&a.received_at).then_with(|| b.id.cmp(&a.id)));
         }
@@ -85,6 +104,25 @@ impl Data {
         self.opens.sort_by(newest);
         self.clicks.sort_by(newest);
         self.bounces.sort_by(|a, b| b.bounced_at.cmp(&a.bounced_at).then_with(|| b.id.cmp(&a.id)));
+        self.inbound.sort_by_key(|i| std::cmp::Reverse(i.received_at));
+    }
+
+    /// [`FakeConfig::order_jitter`]: nearly newest first.
+    fn sort_jittered(&mut self, j: i64) {
+        for list in self.messages.values_mut() {
+            list.sort_by_cached_key(|m| (std::cmp::Reverse(listed_at(m.received_at, &m.id, j)), std::cmp::Reverse(m.id.clone())));
+        }
+        let newest = |e: &Event| {
+            let identity = format!("{}{}{}", e.message_id, e.recipient, e.received_at.timestamp_micros());
+            (
+                std::cmp::Reverse(listed_at(e.received_at, &identity, j)),
+                std::cmp::Reverse(e.message_id.clone()),
+            )
+        };
+        self.opens.sort_by_cached_key(newest);
+        self.clicks.sort_by_cached_key(newest);
+        self.bounces
+            .sort_by_cached_key(|b| (std::cmp::Reverse(listed_at(b.bounced_at, &b.id.to_string(), j)), std::cmp::Reverse(b.id)));
         self.inbound.sort_by_key(|i| std::cmp::Reverse(i.received_at));
     }
 
@@ -167,6 +205,7 @@ impl Shared {
             now,
             reading: self.config.date_reading,
             index_delay: self.config.index_delay,
+            nearly_ordered: self.config.order_jitter > ChronoDuration::zero(),
         }
     }
 }
@@ -180,6 +219,8 @@ pub(crate) struct Span {
     pub(crate) reading: DateReading,
     /// Late indexing of outbound messages (zero: none).
     pub(crate) index_delay: ChronoDuration,
+    /// Lists are only nearly newest first (`FakeConfig::order_jitter`): no binary search.
+    pub(crate) nearly_ordered: bool,
 }
 
 /// A running fake server. Dropping it stops the server.
@@ -224,7 +265,11 @@ impl FakePostmark {
             id: 118822,
             name: config.server_name.clone(),
             token: config.server_token.clone(),
-            data: Mutex::new(Data { streams, ..Data::default() }),
+            data: Mutex::new(Data {
+                streams,
+                order_jitter_ms: config.order_jitter.num_milliseconds(),
+                ..Data::default()
+            }),
         });
         let shared = Arc::new(Shared {
             arrivals: Mutex::new(rng(config.arrival_seed)),
@@ -310,7 +355,11 @@ impl FakePostmark {
             id,
             name: name.to_string(),
             token: token.to_string(),
-            data: Mutex::new(Data { streams, ..Data::default() }),
+            data: Mutex::new(Data {
+                streams,
+                order_jitter_ms: self.shared.config.order_jitter.num_milliseconds(),
+                ..Data::default()
+            }),
         }));
         id
     }

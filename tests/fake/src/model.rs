@@ -140,6 +140,10 @@ pub struct FakeConfig {
     pub arrivals_per_search: usize,
     /// Seed of the arriving mail.
     pub arrival_seed: u64,
+    /// Lists only nearly newest first: each record is placed as if it were received up to this
+    /// much later (its own shift, from its ID), as an API ordering by an internal ID or by
+    /// indexing time would. Zero (the default) lists strictly newest first.
+    pub order_jitter: ChronoDuration,
 }
 
 /// Readings of the search endpoints' `fromdate`/`todate` that Postmark might use: the
@@ -175,6 +179,7 @@ impl Default for FakeConfig {
             index_delay: ChronoDuration::zero(),
             arrivals_per_search: 0,
             arrival_seed: 0,
+            order_jitter: ChronoDuration::zero(),
         }
     }
 }

@@ -239,13 +239,33 @@ fn search(query: &[(String, String)], error_code: i64, reading: DateReading) -> 
     Ok(Search { count, offset, from, to })
 }
 
-/// The slice of a newest-first list inside `[from, to]` and retention, by binary search.
-fn in_range<T>(all: &[T], at: impl Fn(&T) -> DateTime<Utc>, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>, span: Span) -> &[T] {
+/// The records of a list inside `[from, to]` and retention, in list order.
+pub(crate) enum Visible<'a, T> {
+    /// A slice of a newest-first list, found by binary search.
+    Slice(&'a [T]),
+    /// Picked one by one from a list only nearly newest first.
+    Picked(Vec<&'a T>),
+}
+
+impl<'a, T> Visible<'a, T> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a T> + '_ {
+        let (slice, picked) = match self {
+            Visible::Slice(s) => (Some(s.iter()), None),
+            Visible::Picked(v) => (None, Some(v.iter().copied())),
+        };
+        slice.into_iter().flatten().chain(picked.into_iter().flatten())
+    }
+}
+
+fn in_range<T>(all: &[T], at: impl Fn(&T) -> DateTime<Utc>, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>, span: Span) -> Visible<'_, T> {
     let upper_bound = to.map_or(span.now, |t| t.min(span.now));
-    let upper = all.partition_point(|x| at(x) > upper_bound);
     let lower_bound = from.map_or(span.cutoff, |f| f.max(span.cutoff));
+    if span.nearly_ordered {
+        return Visible::Picked(all.iter().filter(|x| at(x) >= lower_bound && at(x) <= upper_bound).collect());
+    }
+    let upper = all.partition_point(|x| at(x) > upper_bound);
     let lower = all.partition_point(|x| at(x) >= lower_bound);
-    if lower > upper { &all[upper..lower] } else { &all[0..0] }
+    Visible::Slice(if lower > upper { &all[upper..lower] } else { &all[0..0] })
 }
 
 /// Webhooks carry credentials and header values: the connector must not load them.
