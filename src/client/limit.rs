@@ -1,8 +1,10 @@
-//! The client's concurrency limit: additive increase, multiplicative decrease on 429s.
+//! The client's concurrency limit: additive increase, multiplicative decrease on 429s, with
+//! a lane for the requests others wait on.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 
 /// How many requests may be in flight: additive increase, multiplicative decrease. A 429 that
 /// follows another within `2 x limit` successful answers halves the limit (a rate limit pushes
@@ -10,44 +12,77 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// and then does not idle half the slots. Every `limit` successes in a row add one, up to
 /// `max_concurrency`. A rate limit therefore slows the run down instead of failing it.
 ///
-/// Slots are a tokio [`Semaphore`]: waiters get them first come, first served (a page asked
-/// for earlier is sent earlier, which keeps in-order reads moving), and a freed slot wakes one
-/// waiter, not all of them (reads keep many requests waiting ahead).
+/// Waiters get slots first come, first served (a page asked for earlier is sent earlier, which
+/// keeps in-order reads moving), except that those who asked with [`acquire_first`]
+/// (Self::acquire_first) go before the others: a window planner's probes, which the reads
+/// after them wait for, do not queue behind the read-ahead of every stream. A freed slot wakes
+/// one waiter, not all of them. Hand-written rather than a tokio `Semaphore`, which has one
+/// queue only.
 #[derive(Debug)]
 pub struct AdaptiveLimit {
     max: usize,
-    slots: Arc<Semaphore>,
     state: std::sync::Mutex<LimitState>,
 }
 
 #[derive(Debug)]
 struct LimitState {
     limit: usize,
+    /// Slots free now.
+    free: usize,
     /// Slots to take out of circulation as they are freed (the limit was cut below what is in
     /// flight).
     excess: usize,
     successes: usize,
     /// Successful answers since the last 429 (`None`: none yet).
     since_rate_limited: Option<usize>,
+    /// Waiters, in the order they came: those that go first, and the others.
+    first: VecDeque<oneshot::Sender<()>>,
+    waiting: VecDeque<oneshot::Sender<()>>,
+}
+
+impl LimitState {
+    /// Hands a slot to the next waiter still waiting, or keeps it free.
+    fn hand_on(&mut self) {
+        while let Some(next) = self.first.pop_front().or_else(|| self.waiting.pop_front()) {
+            if next.send(()).is_ok() {
+                return;
+            }
+        }
+        self.free += 1;
+    }
 }
 
 /// A slot of the limit, released on drop (or retired, when the limit was cut). It owns its
 /// share of the limit, so a request can hold it on a task of its own.
 pub struct Slot {
     limit: Arc<AdaptiveLimit>,
-    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let retire = {
-            let mut s = self.limit.lock();
-            let retire = s.excess > 0;
-            s.excess = s.excess.saturating_sub(usize::from(retire));
-            retire
-        };
-        if let (true, Some(permit)) = (retire, self.permit.take()) {
-            permit.forget();
+        let mut s = self.limit.lock();
+        if s.excess > 0 {
+            s.excess -= 1;
+        } else {
+            s.hand_on();
+        }
+    }
+}
+
+/// A waiter's side of a handed-on slot: dropped before it was taken (the request was
+/// abandoned), a slot already handed to it goes on to the next waiter.
+struct Waiting {
+    limit: Arc<AdaptiveLimit>,
+    slot: Option<oneshot::Receiver<()>>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.slot.take() {
+            rx.close();
+            if rx.try_recv().is_ok() {
+                drop(Slot { limit: self.limit.clone() });
+            }
         }
     }
 }
@@ -57,12 +92,14 @@ impl AdaptiveLimit {
         let max = max.max(1);
         AdaptiveLimit {
             max,
-            slots: Arc::new(Semaphore::new(max)),
             state: std::sync::Mutex::new(LimitState {
                 limit: max,
+                free: max,
                 excess: 0,
                 successes: 0,
                 since_rate_limited: None,
+                first: VecDeque::new(),
+                waiting: VecDeque::new(),
             }),
         }
     }
@@ -71,13 +108,42 @@ impl AdaptiveLimit {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A slot, after those asked for before.
     pub async fn acquire(self: &Arc<Self>) -> Slot {
-        // The semaphore is never closed, so acquiring fails only in theory; a slot without a
-        // permit then just does not count.
-        Slot {
+        self.wait(false).await
+    }
+
+    /// A slot, before every waiter that asked with [`acquire`](Self::acquire).
+    pub async fn acquire_first(self: &Arc<Self>) -> Slot {
+        self.wait(true).await
+    }
+
+    async fn wait(self: &Arc<Self>, first: bool) -> Slot {
+        let rx = {
+            let mut s = self.lock();
+            let ahead = s.first.len() + if first { 0 } else { s.waiting.len() };
+            if s.free > 0 && ahead == 0 {
+                s.free -= 1;
+                return Slot { limit: self.clone() };
+            }
+            let (tx, rx) = oneshot::channel();
+            if first {
+                s.first.push_back(tx)
+            } else {
+                s.waiting.push_back(tx)
+            }
+            rx
+        };
+        let mut waiting = Waiting {
             limit: self.clone(),
-            permit: self.slots.clone().acquire_owned().await.ok(),
+            slot: Some(rx),
+        };
+        if let Some(rx) = waiting.slot.as_mut() {
+            // The sender is dropped only after a send (or never: the limit outlives its slots).
+            let _ = rx.await;
         }
+        waiting.slot = None;
+        Slot { limit: self.clone() }
     }
 
     pub fn on_success(&self) {
@@ -90,7 +156,7 @@ impl AdaptiveLimit {
             if s.excess > 0 {
                 s.excess -= 1;
             } else {
-                self.slots.add_permits(1);
+                s.hand_on();
             }
         }
     }
@@ -107,17 +173,9 @@ impl AdaptiveLimit {
         let cut = s.limit - (s.limit / 2).max(1);
         s.limit -= cut;
         // Free slots are retired now; those in flight as they come back.
-        let mut left = cut;
-        while left > 0 {
-            match self.slots.try_acquire() {
-                Ok(permit) => {
-                    permit.forget();
-                    left -= 1;
-                }
-                Err(_) => break,
-            }
-        }
-        s.excess += left;
+        let now = cut.min(s.free);
+        s.free -= now;
+        s.excess += cut - now;
         true
     }
 
@@ -170,5 +228,36 @@ mod tests {
         assert_eq!(l.current(), 6);
         assert!(!l.on_rate_limited());
         assert_eq!(l.current(), 6);
+    }
+
+    /// A waiter that asked to go first gets the next freed slot before those waiting longer;
+    /// among each kind, first come first served; an abandoned waiter's slot goes on.
+    #[tokio::test]
+    async fn first_lane_goes_before_the_queue() {
+        let short = std::time::Duration::from_millis(50);
+        let l = Arc::new(AdaptiveLimit::new(1));
+        let held = l.acquire().await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (name, first) in [("page 1", false), ("page 2", false), ("probe 1", true), ("probe 2", true)] {
+            let (l, order) = (l.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let slot = if first { l.acquire_first().await } else { l.acquire().await };
+                order.lock().unwrap().push(name);
+                drop(slot);
+            }));
+            // Each is queued before the next asks.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Abandoned while waiting: it must not keep the slot handed to it.
+        let abandoned = tokio::time::timeout(short, l.acquire_first()).await;
+        assert!(abandoned.is_err());
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["probe 1", "probe 2", "page 1", "page 2"]);
+        let again = tokio::time::timeout(short, l.acquire()).await;
+        assert!(again.is_ok(), "the slot was lost");
     }
 }

@@ -7,12 +7,13 @@ mod clock;
 mod errors;
 mod limit;
 mod retry;
+mod transfer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use url::Url;
 
 pub use clock::ApiClock;
@@ -21,6 +22,7 @@ use errors::{ApiErrorBody, api_detail};
 pub use limit::{AdaptiveLimit, Slot};
 pub use retry::{MAX_RETRY_WAIT, worst_case_to_fail};
 use retry::{connect_backoff, retry_backoff, retry_wait};
+use transfer::{Answer, Transfer};
 
 use crate::config::Config;
 use crate::secret::Secret;
@@ -66,6 +68,9 @@ pub struct Call<'a> {
     pub body: Option<&'a serde_json::Value>,
     /// The endpoint's own error rules, looked up before the defaults.
     pub rules: &'a [ErrorRule],
+    /// Sent before the calls waiting for a slot that were not marked so (a window planner's
+    /// probes, which reads wait on); its retries always are.
+    pub first: bool,
 }
 
 impl<'a> Call<'a> {
@@ -76,7 +81,13 @@ impl<'a> Call<'a> {
             query,
             body: None,
             rules,
+            first: false,
         }
+    }
+
+    /// The call, sent before those waiting that are not marked so.
+    pub fn first(self) -> Self {
+        Call { first: true, ..self }
     }
 }
 
@@ -157,6 +168,18 @@ impl PostmarkClient {
         self.request(auth, Call::get(path, query, rules), parse).await
     }
 
+    /// [`get_with`](Self::get_with), sent before the requests waiting that are not marked so.
+    pub async fn get_first_with<T>(
+        &self,
+        auth: Auth<'_>,
+        path: &str,
+        query: &[(&str, String)],
+        rules: &[ErrorRule],
+        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
+    ) -> Result<T, ClientError> {
+        self.request(auth, Call::get(path, query, rules).first(), parse).await
+    }
+
     /// Any call. Writes (POST/PUT) are retried like reads: the only writes here are idempotent
     /// webhook registrations.
     pub async fn request<T>(&self, auth: Auth<'_>, call: Call<'_>, parse: impl Fn(&[u8]) -> Result<T, BodyError>) -> Result<T, ClientError> {
@@ -166,6 +189,7 @@ impl PostmarkClient {
             query,
             body,
             rules,
+            first,
         } = call;
         let url = self.url(path, query);
         let request = format!("{method} {}{}", url.path(), url.query().map(|q| format!("?{q}")).unwrap_or_default());
@@ -178,7 +202,9 @@ impl PostmarkClient {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let outcome = self.attempt(&method, &url, body, rules, &request, (token, secret)).await;
+            // A retry goes first: a read that hands pages on in order may be waiting for it.
+            let first = first || attempts > 1;
+            let outcome = self.attempt(&method, &url, body, rules, &request, (token, secret), first).await;
             match &outcome {
                 Ok(_) => self.limiter.on_success(),
                 Err(Attempt::Retry { status: Some(429), .. }) => {
@@ -233,6 +259,8 @@ impl PostmarkClient {
         }
     }
 
+    // One attempt of `request`'s retry loop, which owns every one of these.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         method: &reqwest::Method,
@@ -241,6 +269,7 @@ impl PostmarkClient {
         rules: &[ErrorRule],
         request: &str,
         (token, secret): (TokenKind, &Secret),
+        first: bool,
     ) -> Result<Vec<u8>, Attempt> {
         let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
             Attempt::Fatal(ClientError::Unauthorized {
@@ -261,7 +290,7 @@ impl PostmarkClient {
             date,
             retry_after,
             body,
-        } = Transfer::spawn(builder, self.limiter.clone(), self.stats.clone()).finish().await?;
+        } = Transfer::spawn(builder, self.limiter.clone(), self.stats.clone(), first).finish().await?;
         self.clock.observe(date.as_deref(), chrono::Utc::now());
         let retry_after = retry_after.as_deref().and_then(parse_retry_after);
         if status.is_success() {
@@ -301,88 +330,6 @@ impl PostmarkClient {
                 message,
             }),
         })
-    }
-}
-
-/// What a transfer brought back: the status, the headers the client reads, the whole body.
-struct Answer {
-    status: reqwest::StatusCode,
-    date: Option<String>,
-    retry_after: Option<String>,
-    body: Vec<u8>,
-}
-
-/// One HTTP exchange on a task of its own, which takes a slot of the limit, sends the request
-/// and reads the whole body (a body cut off mid-way is a transport failure, retried like a reset
-/// connection). Reads hand pages on in order and decode them on their own task; on its own
-/// task, a request is sent the moment a slot is free and its answer read as it arrives,
-/// whatever that task is busy with. Dropping the transfer (a read that stops) aborts it.
-struct Transfer(tokio::task::JoinHandle<Result<Answer, reqwest::Error>>);
-
-impl Transfer {
-    fn spawn(request: reqwest::RequestBuilder, limiter: Arc<AdaptiveLimit>, stats: Arc<ClientStats>) -> Self {
-        Transfer(tokio::spawn(async move {
-            // The slot is held only while the request is in flight, not while backing off.
-            let _slot = limiter.acquire().await;
-            stats.requests.fetch_add(1, Ordering::Relaxed);
-            let response = request.send().await?;
-            let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_string);
-            let (date, retry_after) = (header(reqwest::header::DATE), header(RETRY_AFTER));
-            let status = response.status();
-            let body = response.bytes().await?.to_vec();
-            Ok(Answer {
-                status,
-                date,
-                retry_after,
-                body,
-            })
-        }))
-    }
-
-    async fn finish(mut self) -> Result<Answer, Attempt> {
-        match (&mut self.0).await {
-            Ok(answer) => answer.map_err(|e| transport_failure(&e)),
-            // A panic is re-raised here, as it would have been inline.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Cancelled: only the runtime shutting down does that (our own drop comes later).
-            Err(e) => Err(Attempt::Retry {
-                reason: format!("request cancelled: {e}"),
-                status: None,
-                retry_after: None,
-                connect: false,
-            }),
-        }
-    }
-}
-
-impl Drop for Transfer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn transport_failure(e: &reqwest::Error) -> Attempt {
-    // reqwest's Display names the URL (path and query only: tokens travel in headers).
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "response body broken off"
-    } else {
-        "request failed"
-    };
-    let mut reason = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        reason.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    Attempt::Retry {
-        reason,
-        status: None,
-        retry_after: None,
-        connect: e.is_connect(),
     }
 }
 

@@ -246,6 +246,20 @@ impl<'a> Extractor<'a> {
         let query = ctx.query(window_query(window, offset, count));
         self.get_page(ctx, &ctx.path(None), &query, Some(window)).await
     }
+
+    /// [`fetch_window_page`](Self::fetch_window_page) for a window planner: sent before the
+    /// pages waiting for a slot, since the reads after it wait for what it finds.
+    pub async fn fetch_planning_page(&self, ctx: &Ctx<'_>, window: Window, offset: u64, count: u64) -> Result<Page, SyncError> {
+        let query = ctx.query(window_query(window, offset, count));
+        self.client
+            .get_first_with(ctx.auth(), &ctx.path(None), &query, ctx.def.errors, |body| ctx.decoder.decode(body, &ctx.scope))
+            .await
+            .map_err(|source| SyncError::Request {
+                stream: ctx.def.name,
+                at: ctx.at(Some(window)),
+                source,
+            })
+    }
 }
 
 /// `count`, `offset`, `fromdate` and `todate` of a window's page.

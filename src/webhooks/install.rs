@@ -59,6 +59,7 @@ pub async fn install(client: &PostmarkClient, token: &Secret, url: &str, message
                         query: &[],
                         body: Some(&body),
                         rules: &[],
+                        first: false,
                     },
                     parse_json,
                 )
@@ -76,6 +77,7 @@ pub async fn install(client: &PostmarkClient, token: &Secret, url: &str, message
                         query: &[],
                         body: Some(&body),
                         rules: &[],
+                        first: false,
                     },
                     parse_json,
                 )

@@ -105,7 +105,10 @@ async fn plan_leaves(
     leaves: tokio::sync::mpsc::Sender<Result<Leaf<Page>, SyncError>>,
 ) {
     let page_size = ex.page_size();
-    let ahead = ex.probes_ahead();
+    // Until the first leaf is handed on, the reads hold no page: the planner may use their
+    // share too, so that the windows after the first are probed and cut while its cuts follow
+    // one another (every slot busy from the start).
+    let mut ahead = ex.probes_ahead() + ex.read_ahead();
     let mut planner = LeafPlanner::new(root, MAX_REACH, cutting);
     let mut asks = futures::stream::FuturesUnordered::new();
     // A root the caller probed already: handed out to that probe, answered by its page.
@@ -120,7 +123,8 @@ async fn plan_leaves(
                 Ask::Count(window) => (window, 0),
                 Ask::Deepest(window) => (window, deepest_offset(page_size)),
             };
-            asks.push(async move { (ask, ex.fetch_window_page(ctx, window, offset, page_size).await) }.boxed());
+            // Before the pages waiting for a slot: the reads wait for the leaves it finds.
+            asks.push(async move { (ask, ex.fetch_planning_page(ctx, window, offset, page_size).await) }.boxed());
         }
         let front_ready = planner.has_next_leaf();
         let answer = tokio::select! {
@@ -130,6 +134,7 @@ async fn plan_leaves(
                     tracing::debug!(stream = ctx.def.name, splits = leaf.splits, "Window above the offset limit; split.");
                 }
                 room.send(Ok(leaf));
+                ahead = ex.probes_ahead();
                 continue;
             }
             Some(answer) = asks.next(), if !asks.is_empty() => answer,
