@@ -155,31 +155,6 @@ impl PostmarkClient {
         self.request(auth, Call::get(path, query, &[]), parse).await
     }
 
-    /// GET with the endpoint's own error rules in front of the defaults; an answer they mark
-    /// `Skip` comes back as [`ClientError::Skipped`].
-    pub async fn get_with<T>(
-        &self,
-        auth: Auth<'_>,
-        path: &str,
-        query: &[(&str, String)],
-        rules: &[ErrorRule],
-        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
-    ) -> Result<T, ClientError> {
-        self.request(auth, Call::get(path, query, rules), parse).await
-    }
-
-    /// [`get_with`](Self::get_with), sent before the requests waiting that are not marked so.
-    pub async fn get_first_with<T>(
-        &self,
-        auth: Auth<'_>,
-        path: &str,
-        query: &[(&str, String)],
-        rules: &[ErrorRule],
-        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
-    ) -> Result<T, ClientError> {
-        self.request(auth, Call::get(path, query, rules).first(), parse).await
-    }
-
     /// Any call. Writes (POST/PUT) are retried like reads: the only writes here are idempotent
     /// webhook registrations.
     pub async fn request<T>(&self, auth: Auth<'_>, call: Call<'_>, parse: impl Fn(&[u8]) -> Result<T, BodyError>) -> Result<T, ClientError> {

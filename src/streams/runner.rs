@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::client::{BodyError, PostmarkClient, TokenKind};
+use crate::client::{BodyError, Call, PostmarkClient, TokenKind};
 use crate::config::Config;
 use crate::sinks::{LoadMode, SinkHandle, StreamInfo};
 use crate::state::State;
@@ -231,14 +231,16 @@ impl<'a> Extractor<'a> {
         window: Option<Window>,
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Result<T, SyncError> {
-        self.client
-            .get_with(ctx.auth(), path, query, ctx.def.errors, parse)
-            .await
-            .map_err(|source| SyncError::Request {
-                stream: ctx.def.name,
-                at: ctx.at(window),
-                source,
-            })
+        self.send(ctx, Call::get(path, query, ctx.def.errors), window, parse).await
+    }
+
+    /// Sends `call` for the stream's partition; a failure names the stream and where.
+    async fn send<T>(&self, ctx: &Ctx<'_>, call: Call<'_>, window: Option<Window>, parse: impl Fn(&[u8]) -> Result<T, BodyError>) -> Result<T, SyncError> {
+        self.client.request(ctx.auth(), call, parse).await.map_err(|source| SyncError::Request {
+            stream: ctx.def.name,
+            at: ctx.at(window),
+            source,
+        })
     }
 
     /// One page of a date window of the stream's own path.
@@ -251,14 +253,9 @@ impl<'a> Extractor<'a> {
     /// pages waiting for a slot, since the reads after it wait for what it finds.
     pub async fn fetch_planning_page(&self, ctx: &Ctx<'_>, window: Window, offset: u64, count: u64) -> Result<Page, SyncError> {
         let query = ctx.query(window_query(window, offset, count));
-        self.client
-            .get_first_with(ctx.auth(), &ctx.path(None), &query, ctx.def.errors, |body| ctx.decoder.decode(body, &ctx.scope))
-            .await
-            .map_err(|source| SyncError::Request {
-                stream: ctx.def.name,
-                at: ctx.at(Some(window)),
-                source,
-            })
+        let path = ctx.path(None);
+        let call = Call::get(&path, &query, ctx.def.errors).first();
+        self.send(ctx, call, Some(window), |body| ctx.decoder.decode(body, &ctx.scope)).await
     }
 }
 
