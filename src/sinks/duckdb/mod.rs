@@ -8,7 +8,9 @@
 //! older copies can be, rows appended with the Arrow appender, the state row replaced), commits
 //! and closes the file again. So the file is open only while a durable commit runs: between
 //! them analysts can open it read-only (DuckDB allows one writing process or many readers), and
-//! a reader that keeps it open makes the commit wait, up to `lock_timeout_seconds`.
+//! a reader that keeps it open makes the commit wait, up to `lock_timeout_seconds`. Queued
+//! commits fall due `commit_interval_seconds` after the last durable one, also when no
+//! further commit comes (the sink's thread calls `tick`).
 //! A crash loses rows and state since the last COMMIT together, and the next run reads them
 //! again.
 
@@ -378,5 +380,16 @@ impl Sink for DuckdbSink {
         self.release();
         tracing::debug!(models = ?created?, "Analyst models created.");
         Ok(())
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.queued_state.as_ref().map(|_| self.last_commit + self.options.commit_interval)
+    }
+
+    fn tick(&mut self) -> Result<(), SinkError> {
+        match self.due() {
+            Some(at) if at <= Instant::now() => self.apply(),
+            _ => Ok(()),
+        }
     }
 }

@@ -275,3 +275,44 @@ fn queued_rows_wait_on_disk_and_leave_no_file() {
     drop(sink);
     assert_eq!(count(&path, "SELECT count(DISTINCT message_id) FROM messages_outbound"), 4);
 }
+
+/// A queued commit falls due `commit_interval` after the last durable one even when no further
+/// command comes: a reader sees a window's rows while the sync is still on a longer next one.
+#[tokio::test]
+async fn a_queued_commit_is_applied_when_it_falls_due_without_another_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.duckdb");
+    let interval = std::time::Duration::from_secs(2);
+    let options = SinkOptions {
+        commit_interval: interval,
+        ..SinkOptions::default()
+    };
+    let opened = Instant::now();
+    let sink = DuckdbSink::open(&path, options).unwrap();
+    let (info, dec) = crate::sinks::messages_for_tests();
+    let handle = crate::sinks::SinkHandle::spawn(Box::new(sink));
+    handle.begin_stream(info).await.unwrap();
+    let batch = dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch;
+    handle.write("messages_outbound", batch).await.unwrap();
+    let mut state = State::default();
+    state.advance("messages_outbound", "outbound", "received_at", Utc::now());
+    handle.commit("messages_outbound", state).await.unwrap();
+    let visible = || {
+        read_only(&path, "main", std::time::Duration::from_secs(5))
+            .ok()
+            .and_then(|c| c.query_row("SELECT count(*) FROM messages_outbound", [], |r| r.get::<_, i64>(0)).ok())
+            .unwrap_or(0)
+    };
+    if opened.elapsed() < interval / 2 {
+        assert_eq!(visible(), 0, "the commit came before the interval since the open, so it was queued");
+    }
+    // Nothing more is sent; the queued commit must still land.
+    let deadline = Instant::now() + interval + std::time::Duration::from_secs(20);
+    while visible() < 2 {
+        assert!(Instant::now() < deadline, "the queued commit was not applied when it fell due");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(opened.elapsed() >= interval, "applied before it fell due");
+    handle.finish().unwrap();
+    assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 2);
+}
