@@ -189,6 +189,11 @@ impl DuckdbSink {
         format!("{}.{}", self.schema, quote_ident(name))
     }
 
+    /// Whether queued commits have waited `commit_interval_seconds` since the last durable one.
+    fn fallen_due(&self) -> bool {
+        self.due().is_some_and(|at| at <= Instant::now())
+    }
+
     /// Applies the queued commits in one transaction of one short-lived connection.
     fn apply(&mut self) -> Result<(), SinkError> {
         self.last_commit = Instant::now();
@@ -358,7 +363,7 @@ impl Sink for DuckdbSink {
             self.queued.push(Queued::Merge { stream: name, rows, older });
         }
         self.queued_state = Some(state.to_json());
-        if self.queued_rows >= GROUP_COMMIT_ROWS || self.last_commit.elapsed() >= self.options.commit_interval {
+        if self.queued_rows >= GROUP_COMMIT_ROWS || self.fallen_due() {
             self.apply()?;
         }
         Ok(())
@@ -387,9 +392,6 @@ impl Sink for DuckdbSink {
     }
 
     fn tick(&mut self) -> Result<(), SinkError> {
-        match self.due() {
-            Some(at) if at <= Instant::now() => self.apply(),
-            _ => Ok(()),
-        }
+        if self.fallen_due() { self.apply() } else { Ok(()) }
     }
 }
