@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
@@ -42,6 +43,11 @@ impl SinkHandle {
                     source,
                 })?;
             loop {
+                // Due already: applied before the next command, so that a sink kept busy by a
+                // full channel (its timed wait below never times out) still commits on time.
+                if sink.due().is_some_and(|at| at <= Instant::now()) {
+                    sink.tick()?;
+                }
                 let next = match sink.due() {
                     None => rx.blocking_recv(),
                     // Grouped commits wait for the next command only until they fall due: a

@@ -316,3 +316,70 @@ async fn a_queued_commit_is_applied_when_it_falls_due_without_another_command() 
     handle.finish().unwrap();
     assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 2);
 }
+
+/// A queued commit falls due also while the sink is kept busy: with the channel never empty
+/// (the next window's rows keep coming faster than they are staged), the window before is
+/// still applied within `commit_interval`, not when the sender pauses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_commit_is_applied_when_it_falls_due_while_rows_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.duckdb");
+    let interval = std::time::Duration::from_secs(1);
+    let options = SinkOptions {
+        commit_interval: interval,
+        ..SinkOptions::default()
+    };
+    let sink = DuckdbSink::open(&path, options).unwrap();
+    let (info, dec) = crate::sinks::messages_for_tests();
+    let handle = std::sync::Arc::new(crate::sinks::SinkHandle::spawn(Box::new(sink)));
+    handle.begin_stream(info).await.unwrap();
+    let first = dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch;
+    handle.write("messages_outbound", first).await.unwrap();
+    let mut state = State::default();
+    state.advance("messages_outbound", "outbound", "received_at", Utc::now());
+    handle.commit("messages_outbound", state).await.unwrap();
+    // The next window's rows, sent back to back until the reader has seen the first window.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Large enough that staging it (keys encoded and looked up) takes longer than sending it.
+    let ids: Vec<String> = (0..2_000).map(|i| format!("c{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let next = dec.decode(page(&ids).as_bytes(), &Default::default()).unwrap().batch;
+    let sender = {
+        let (handle, seen) = (handle.clone(), seen.clone());
+        tokio::spawn(async move {
+            let until = Instant::now() + interval * 15;
+            let mut writes = 0u64;
+            while !seen.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+                handle.write("messages_outbound", next.clone()).await.unwrap();
+                writes += 1;
+            }
+            writes
+        })
+    };
+    let reader_path = path.clone();
+    let visible_at = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            let rows = read_only(&reader_path, "main", std::time::Duration::from_secs(5))
+                .ok()
+                .and_then(|c| c.query_row("SELECT count(*) FROM messages_outbound", [], |r| r.get::<_, i64>(0)).ok())
+                .unwrap_or(0);
+            if rows == 2 || started.elapsed() > interval * 12 {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                return (rows, started.elapsed());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let writes = sender.await.unwrap();
+    assert_eq!(visible_at.0, 2, "the queued commit was not applied while rows kept coming ({writes} writes)");
+    assert!(writes > 100, "the sink was not kept busy: {writes} writes");
+    let Ok(handle) = std::sync::Arc::try_unwrap(handle) else {
+        panic!("the sender still holds the sink")
+    };
+    handle.finish().unwrap();
+    // The next window was never committed: its rows are dropped.
+    assert_eq!(count(&path, "SELECT count(*) FROM messages_outbound"), 2);
+}
