@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
@@ -43,11 +42,10 @@ impl SinkHandle {
                     source,
                 })?;
             loop {
-                // Due already: applied before the next command, so that a sink kept busy by a
-                // full channel (its timed wait below never times out) still commits on time.
-                if sink.due().is_some_and(|at| at <= Instant::now()) {
-                    sink.tick()?;
-                }
+                // Before every command (the sink applies only what has fallen due), so that a
+                // sink kept busy by a full channel, whose timed wait below never times out,
+                // still commits on time.
+                sink.tick()?;
                 let next = match sink.due() {
                     None => rx.blocking_recv(),
                     // Grouped commits wait for the next command only until they fall due: a
@@ -55,10 +53,8 @@ impl SinkHandle {
                     // the next window takes longer.
                     Some(at) => match timer.block_on(async { tokio::time::timeout_at(at.into(), rx.recv()).await }) {
                         Ok(next) => next,
-                        Err(_) => {
-                            sink.tick()?;
-                            continue;
-                        }
+                        // Fallen due: applied by the tick at the top.
+                        Err(_) => continue,
                     },
                 };
                 let Some(cmd) = next else { break };

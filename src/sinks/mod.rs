@@ -217,9 +217,9 @@ pub trait Sink: Send {
     fn due(&self) -> Option<std::time::Instant> {
         None
     }
-    /// Makes the grouped commits that have fallen due durable (after it, `due` is `None` or
-    /// later than now). Called before each command once `due` has passed, and when the
-    /// channel stays empty until then.
+    /// Makes the grouped commits that have fallen due durable, and nothing else (after it,
+    /// `due` is `None` or later than now). Called before every command, and when the channel
+    /// stays empty until `due`.
     fn tick(&mut self) -> Result<(), SinkError> {
         Ok(())
     }

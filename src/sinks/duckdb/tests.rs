@@ -14,6 +14,23 @@ fn count(path: &Path, sql: &str) -> i64 {
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// A sink whose durable commits are at least `interval` apart.
+fn grouping_commits(path: &Path, interval: std::time::Duration) -> DuckdbSink {
+    let options = SinkOptions {
+        commit_interval: interval,
+        ..SinkOptions::default()
+    };
+    DuckdbSink::open(path, options).unwrap()
+}
+
+/// The messages a read-only reader sees now, during a sync (0 while the file is held).
+fn visible_messages(path: &Path) -> i64 {
+    read_only(path, "main", std::time::Duration::from_secs(5))
+        .ok()
+        .and_then(|c| c.query_row("SELECT count(*) FROM messages_outbound", [], |r| r.get::<_, i64>(0)).ok())
+        .unwrap_or(0)
+}
+
 /// Rows and state commit together; re-writing a key replaces the row; uncommitted rows vanish.
 #[test]
 fn merge_on_key_and_state_in_one_transaction() {
@@ -283,12 +300,8 @@ async fn a_queued_commit_is_applied_when_it_falls_due_without_another_command() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.duckdb");
     let interval = std::time::Duration::from_secs(2);
-    let options = SinkOptions {
-        commit_interval: interval,
-        ..SinkOptions::default()
-    };
     let opened = Instant::now();
-    let sink = DuckdbSink::open(&path, options).unwrap();
+    let sink = grouping_commits(&path, interval);
     let (info, dec) = crate::sinks::messages_for_tests();
     let handle = crate::sinks::SinkHandle::spawn(Box::new(sink));
     handle.begin_stream(info).await.unwrap();
@@ -297,12 +310,7 @@ async fn a_queued_commit_is_applied_when_it_falls_due_without_another_command() 
     let mut state = State::default();
     state.advance("messages_outbound", "outbound", "received_at", Utc::now());
     handle.commit("messages_outbound", state).await.unwrap();
-    let visible = || {
-        read_only(&path, "main", std::time::Duration::from_secs(5))
-            .ok()
-            .and_then(|c| c.query_row("SELECT count(*) FROM messages_outbound", [], |r| r.get::<_, i64>(0)).ok())
-            .unwrap_or(0)
-    };
+    let visible = || visible_messages(&path);
     if opened.elapsed() < interval / 2 {
         assert_eq!(visible(), 0, "the commit came before the interval since the open, so it was queued");
     }
@@ -325,11 +333,7 @@ async fn a_queued_commit_is_applied_when_it_falls_due_while_rows_keep_coming() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.duckdb");
     let interval = std::time::Duration::from_secs(1);
-    let options = SinkOptions {
-        commit_interval: interval,
-        ..SinkOptions::default()
-    };
-    let sink = DuckdbSink::open(&path, options).unwrap();
+    let sink = grouping_commits(&path, interval);
     let (info, dec) = crate::sinks::messages_for_tests();
     let handle = std::sync::Arc::new(crate::sinks::SinkHandle::spawn(Box::new(sink)));
     handle.begin_stream(info).await.unwrap();
@@ -357,16 +361,13 @@ async fn a_queued_commit_is_applied_when_it_falls_due_while_rows_keep_coming() {
         })
     };
     let reader_path = path.clone();
-    let visible_at = tokio::task::spawn_blocking(move || {
+    let visible = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         loop {
-            let rows = read_only(&reader_path, "main", std::time::Duration::from_secs(5))
-                .ok()
-                .and_then(|c| c.query_row("SELECT count(*) FROM messages_outbound", [], |r| r.get::<_, i64>(0)).ok())
-                .unwrap_or(0);
+            let rows = visible_messages(&reader_path);
             if rows == 2 || started.elapsed() > interval * 12 {
                 seen.store(true, std::sync::atomic::Ordering::Relaxed);
-                return (rows, started.elapsed());
+                return rows;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
@@ -374,7 +375,7 @@ async fn a_queued_commit_is_applied_when_it_falls_due_while_rows_keep_coming() {
     .await
     .unwrap();
     let writes = sender.await.unwrap();
-    assert_eq!(visible_at.0, 2, "the queued commit was not applied while rows kept coming ({writes} writes)");
+    assert_eq!(visible, 2, "the queued commit was not applied while rows kept coming ({writes} writes)");
     assert!(writes > 100, "the sink was not kept busy: {writes} writes");
     let Ok(handle) = std::sync::Arc::try_unwrap(handle) else {
         panic!("the sender still holds the sink")
