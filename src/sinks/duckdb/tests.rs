@@ -23,6 +23,15 @@ fn grouping_commits(path: &Path, interval: std::time::Duration) -> DuckdbSink {
     DuckdbSink::open(path, options).unwrap()
 }
 
+/// Messages a and b written through the sink's thread, and a commit of them.
+async fn commit_a_window(handle: &crate::sinks::SinkHandle, dec: &crate::streams::extract::PageDecoder) {
+    let batch = dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch;
+    handle.write("messages_outbound", batch).await.unwrap();
+    let mut state = State::default();
+    state.advance("messages_outbound", "outbound", "received_at", Utc::now());
+    handle.commit("messages_outbound", state).await.unwrap();
+}
+
 /// The messages a read-only reader sees now, during a sync (0 while the file is held).
 fn visible_messages(path: &Path) -> i64 {
     read_only(path, "main", std::time::Duration::from_secs(5))
@@ -305,11 +314,7 @@ async fn a_queued_commit_is_applied_when_it_falls_due_without_another_command() 
     let (info, dec) = crate::sinks::messages_for_tests();
     let handle = crate::sinks::SinkHandle::spawn(Box::new(sink));
     handle.begin_stream(info).await.unwrap();
-    let batch = dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch;
-    handle.write("messages_outbound", batch).await.unwrap();
-    let mut state = State::default();
-    state.advance("messages_outbound", "outbound", "received_at", Utc::now());
-    handle.commit("messages_outbound", state).await.unwrap();
+    commit_a_window(&handle, &dec).await;
     let visible = || visible_messages(&path);
     if opened.elapsed() < interval / 2 {
         assert_eq!(visible(), 0, "the commit came before the interval since the open, so it was queued");
@@ -337,11 +342,7 @@ async fn a_queued_commit_is_applied_when_it_falls_due_while_rows_keep_coming() {
     let (info, dec) = crate::sinks::messages_for_tests();
     let handle = std::sync::Arc::new(crate::sinks::SinkHandle::spawn(Box::new(sink)));
     handle.begin_stream(info).await.unwrap();
-    let first = dec.decode(page(&["a", "b"]).as_bytes(), &Default::default()).unwrap().batch;
-    handle.write("messages_outbound", first).await.unwrap();
-    let mut state = State::default();
-    state.advance("messages_outbound", "outbound", "received_at", Utc::now());
-    handle.commit("messages_outbound", state).await.unwrap();
+    commit_a_window(&handle, &dec).await;
     // The next window's rows, sent back to back until the reader has seen the first window.
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Large enough that staging it (keys encoded and looked up) takes longer than sending it.
