@@ -13,12 +13,16 @@ use crate::streams::context::Ctx;
 use crate::streams::discovery::{Discovery, NO_PARTITION, ServerScope};
 use crate::streams::error::SyncError;
 use crate::streams::extract::{Page, PageDecoder};
+use crate::streams::read::ahead::Ahead;
 use crate::streams::summary::{PartitionReport, PlannedRead};
 use crate::streams::window::Window;
 use crate::streams::{MAX_PAGE_SIZE, StreamDef, read};
 
 /// Pages a read keeps ahead per request slot (see [`Extractor::read_ahead`]).
 pub const READ_AHEAD_PER_SLOT: usize = 4;
+/// Pages a read may hold per request slot while the page at its head waits (see
+/// [`Extractor::ahead`]).
+pub const READ_HELD_PER_SLOT: usize = 12;
 
 pub struct Extractor<'a> {
     pub client: &'a PostmarkClient,
@@ -105,9 +109,20 @@ impl<'a> Extractor<'a> {
     /// Requests a read keeps ahead of the page it hands on. More than `max_concurrency` (the
     /// client's limit on requests in flight): pages are handed on in order, and one slow answer
     /// or a retry's wait at the head must not leave the other slots idle behind it. The cost is
-    /// memory: up to this many decoded pages per stream while the head waits.
+    /// memory: the pages answered behind a head that waits, up to [`ahead`](Self::ahead)'s
+    /// `held` per read.
     pub fn read_ahead(&self) -> usize {
         self.config.max_concurrency * READ_AHEAD_PER_SLOT
+    }
+
+    /// How far a read runs ahead ([`Ahead`]): [`read_ahead`](Self::read_ahead) requests not yet
+    /// answered, and while the page at its head waits (a retry's backoff), up to
+    /// [`READ_HELD_PER_SLOT`] pages per slot held in all, so that the slots stay busy behind it.
+    pub fn ahead(&self) -> Ahead {
+        Ahead {
+            pending: self.read_ahead(),
+            held: self.config.max_concurrency * READ_HELD_PER_SLOT,
+        }
     }
 
     /// Requests a date-window read's planner keeps out, with the pages it holds (answers not

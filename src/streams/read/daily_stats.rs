@@ -12,6 +12,7 @@ use crate::client::{BodyError, ClientError};
 use crate::streams::StatsShape;
 use crate::streams::context::Ctx;
 use crate::streams::error::SyncError;
+use crate::streams::read::ahead::ReadAhead;
 use crate::streams::read::{FirstRequest, eastern_date, eastern_midnight};
 use crate::streams::runner::Extractor;
 use crate::streams::summary::PartitionReport;
@@ -57,7 +58,7 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, shape: StatsShape) -> Resul
                         let body = stats_request(ex, ctx, *day, *day, tag).await?;
                         overview_record(body, *day).map_err(data_error)
                     })
-                    .buffered(ex.read_ahead())
+                    .read_ahead(ex.ahead())
                     .try_collect()
                     .await?
             }

@@ -11,6 +11,7 @@ use futures::{StreamExt, stream};
 use crate::streams::context::{Ctx, fill_path};
 use crate::streams::error::SyncError;
 use crate::streams::read::FirstRequest;
+use crate::streams::read::ahead::ReadAhead;
 use crate::streams::read::paging::{newest_first, time_range, windows_into};
 use crate::streams::read::per_record::{id_text, parent_ids};
 use crate::streams::runner::{Extractor, page_query};
@@ -55,7 +56,7 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_message_path: &'static 
     // requests aborted) before any further request: left alive, they would keep taking request
     // slots for pages nobody reads.
     let (reached_cutoff, read) = {
-        let rest = stream::iter(offsets).map(list_page).buffered(ex.read_ahead());
+        let rest = stream::iter(offsets).map(list_page).read_ahead(ex.ahead());
         let mut pages = std::pin::pin!(stream::once(async { Ok(first) }).chain(rest));
         let mut reached_cutoff = false;
         let mut read = 0;
@@ -183,7 +184,7 @@ async fn events_per_message(
             }
             Ok::<_, SyncError>(out)
         })
-        .buffered(ex.read_ahead());
+        .read_ahead(ex.ahead());
     let mut per_message = std::pin::pin!(per_message);
     let mut rows = 0;
     while let Some(batches) = per_message.next().await {

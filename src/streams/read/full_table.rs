@@ -8,6 +8,7 @@ use crate::streams::discovery::{PartitionValue, ServerScope};
 use crate::streams::error::SyncError;
 use crate::streams::extract::{Page, PageDecoder};
 use crate::streams::read::FirstRequest;
+use crate::streams::read::ahead::ReadAhead;
 use crate::streams::runner::{Extractor, page_query};
 use crate::streams::summary::PartitionReport;
 use crate::streams::{MAX_PAGE_SIZE, MAX_REACH, StreamDef};
@@ -62,7 +63,7 @@ pub async fn read(
                 let ctx = &ctx;
                 async move { ex.get_page(ctx, &ctx.path(None), &query, None).await }
             })
-            .buffered(ex.read_ahead())
+            .read_ahead(ex.ahead())
             .try_collect()
             .await?;
         batches.push(first.batch);

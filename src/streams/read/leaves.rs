@@ -9,6 +9,7 @@ use crate::streams::context::Ctx;
 use crate::streams::error::SyncError;
 use crate::streams::extract::Page;
 use crate::streams::planner::{Ask, Leaf, LeafPlanner, TooDense};
+use crate::streams::read::ahead::ReadAhead;
 use crate::streams::read::paging::time_range;
 use crate::streams::runner::Extractor;
 use crate::streams::window::Window;
@@ -29,8 +30,8 @@ pub(super) struct LeafPage {
     pub(super) page: Page,
 }
 
-/// The pages of every leaf window of `root`, oldest first, with up to [`Extractor::read_ahead`]
-/// requests ahead of the page handed on (the client's limit decides how many are in flight).
+/// The pages of every leaf window of `root`, oldest first, with requests ahead of the page handed
+/// on as [`Extractor::ahead`] allows (the client's limit decides how many are in flight).
 /// Leaves are found by [`plan_leaves`], which runs beside the pages: the next windows are
 /// probed while the pages of the one before download.
 pub(super) fn leaf_pages<'s>(
@@ -84,7 +85,7 @@ pub(super) fn leaf_pages<'s>(
             };
             stream::iter(pages)
         })
-        .buffered(ex.read_ahead());
+        .read_ahead(ex.ahead());
     // The planner yields no pages of its own; it is polled with them, and dropped with them.
     let planner = stream::once(plan_leaves(ex, ctx, root, root_probe, cutting, leaves_tx)).filter_map(|()| future::ready(None));
     stream::select(planner, pages)

@@ -2,6 +2,7 @@
 //! and the read sends first) and the async `read` of one stream partition. This file only
 //! dispatches on the kind, and holds the start policy all kinds share.
 
+pub mod ahead;
 pub mod daily_stats;
 pub mod date_windows;
 pub mod event_feed;

@@ -87,8 +87,8 @@ impl Unsettled {
 }
 
 /// Reads every row of `[from, to]`, window by window, oldest first. Pages go to `on` as they
-/// arrive, in order, with up to [`Extractor::read_ahead`] requests ahead (across window boundaries), so
-/// memory holds a few pages, whatever the size of a window. Each window is reported complete
+/// arrive, in order, with requests ahead (across window boundaries) as [`Extractor::ahead`] allows,
+/// so memory holds a few pages, whatever the size of a window. Each window is reported complete
 /// once every row its TotalCount promised has arrived. When its pages disagree with the
 /// TotalCount (data changed while paging), the read-ahead is dropped and reading starts again at
 /// that window, at most `WINDOW_ATTEMPTS` times. `root_probe` is the first page of

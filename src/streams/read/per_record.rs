@@ -16,6 +16,7 @@ use crate::streams::context::{Ctx, fill_path};
 use crate::streams::error::SyncError;
 use crate::streams::extract::{PageDecoder, Records};
 use crate::streams::read::FirstRequest;
+use crate::streams::read::ahead::ReadAhead;
 use crate::streams::read::paging::{WindowPart, read_windows};
 use crate::streams::runner::{Extractor, window_query};
 use crate::streams::summary::PartitionReport;
@@ -71,7 +72,7 @@ pub async fn read(ex: &Extractor<'_>, ctx: &Ctx<'_>, per_record: PerRecord) -> R
                 Err(e) => Err(e),
             }
         })
-        .buffered(ex.read_ahead());
+        .read_ahead(ex.ahead());
     let mut fetched = std::pin::pin!(fetched);
     let mut pending = 0;
     while let Some(batch) = fetched.next().await {

@@ -135,13 +135,19 @@ pub(crate) struct Server {
     pub(crate) id: i64,
     pub(crate) name: String,
     pub(crate) token: String,
-    pub(crate) data: Mutex<Data>,
+    pub(crate) data: std::sync::RwLock<Data>,
 }
 
 impl Server {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Data> {
+    /// The data to change.
+    pub(crate) fn lock(&self) -> std::sync::RwLockWriteGuard<'_, Data> {
         // A panicking test thread must not wedge the server for the others.
-        self.data.lock().unwrap_or_else(|p| p.into_inner())
+        self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The data to read, beside other readers.
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {
+        self.data.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -265,7 +271,7 @@ impl FakePostmark {
             id: 118822,
             name: config.server_name.clone(),
             token: config.server_token.clone(),
-            data: Mutex::new(Data {
+            data: std::sync::RwLock::new(Data {
                 streams,
                 order_jitter_ms: config.order_jitter.num_milliseconds(),
                 ..Data::default()
@@ -360,7 +366,7 @@ impl FakePostmark {
             id,
             name: name.to_string(),
             token: token.to_string(),
-            data: Mutex::new(Data {
+            data: std::sync::RwLock::new(Data {
                 streams,
                 order_jitter_ms: self.shared.config.order_jitter.num_milliseconds(),
                 ..Data::default()
@@ -402,7 +408,7 @@ impl FakePostmark {
     pub fn visible(&self, index: usize) -> Visible {
         let Span { cutoff, now, index_delay, .. } = self.shared.span();
         let server = self.server(index);
-        let data = server.lock();
+        let data = server.read();
         let keep = |t: &DateTime<Utc>| *t >= cutoff && *t <= now;
         Visible {
             server_id: server.id,

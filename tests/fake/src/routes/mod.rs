@@ -42,20 +42,22 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
             "Request does not contain a valid Server token. Please see the API reference for more information.",
         );
     };
-    let mut data = server.lock();
     let span = shared.span();
-    if writes_webhooks && method != Method::GET {
-        return write_webhook(&mut data, method, path, body);
+    if writes_webhooks {
+        return webhooks_route(&mut server.lock(), method, path, query, body);
     }
+    if path == "/messages/outbound" {
+        arrive(shared, &server, query, span);
+    }
+    // A read lock: the GETs of a sync's request slots run side by side, as at Postmark, instead
+    // of queueing behind one another's counting and rendering.
+    let data = server.read();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["server"] => json_response(server_json(&server, true).to_string()),
         ["message-streams"] => message_streams(&data, query),
         ["message-streams", id, "suppressions", "dump"] => suppressions(&data, id, span),
-        ["messages", "outbound"] => {
-            arrive(shared, &mut data, query, span);
-            outbound_messages(&data, query, span)
-        }
+        ["messages", "outbound"] => outbound_messages(&data, query, span),
         ["messages", "outbound", "opens"] => events_list(&data.opens, query, span, "Opens", shared.config.event_date_filters),
         ["messages", "outbound", "clicks"] => events_list(&data.clicks, query, span, "Clicks", shared.config.event_date_filters),
         ["messages", "outbound", "opens", id] => events_of_message(&data.opens, id, query, span, "Opens"),
@@ -67,31 +69,40 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
         ["triggers", "inboundrules"] => inbound_rules(&server, query),
         ["deliverystats"] => delivery_stats(&data, span),
         ["templates"] => templates(&server, query),
-        ["webhooks"] => {
-            let stream = get(query, "messagestream").map(str::to_string);
-            if let Some(s) = &stream
-                && !stream_exists(&data, s)
-            {
-                return unknown_stream();
-            }
-            let hooks: Vec<Value> = webhooks_of(&mut data)
-                .iter()
-                .filter(|w| {
-                    stream
-                        .as_deref()
-                        .is_none_or(|s| w["MessageStream"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(s)))
-                })
-                .cloned()
-                .collect();
-            json_response(json!({"Webhooks": hooks}).to_string())
-        }
         ["stats", "outbound", rest @ ..] => stats::respond(&data, &rest.join("/"), query, span.now),
         _ => api_error(StatusCode::NOT_FOUND, 0, "Not found (the fake does not serve this path)."),
     }
 }
 
+/// The webhook paths, under the write lock (the list is made on first use): GET /webhooks, and
+/// the writes.
+fn webhooks_route(data: &mut Data, method: &Method, path: &str, query: &[(String, String)], body: &[u8]) -> Response {
+    if method != Method::GET {
+        return write_webhook(data, method, path, body);
+    }
+    if path != "/webhooks" {
+        return api_error(StatusCode::NOT_FOUND, 0, "Not found (the fake does not serve this path).");
+    }
+    let stream = get(query, "messagestream").map(str::to_string);
+    if let Some(s) = &stream
+        && !stream_exists(data, s)
+    {
+        return unknown_stream();
+    }
+    let hooks: Vec<Value> = webhooks_of(data)
+        .iter()
+        .filter(|w| {
+            stream
+                .as_deref()
+                .is_none_or(|s| w["MessageStream"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(s)))
+        })
+        .cloned()
+        .collect();
+    json_response(json!({"Webhooks": hooks}).to_string())
+}
+
 /// New mail arriving between two pages of a sync (`FakeConfig::arrivals_per_search`).
-fn arrive(shared: &Shared, data: &mut Data, query: &[(String, String)], span: Span) {
+fn arrive(shared: &Shared, server: &Server, query: &[(String, String)], span: Span) {
     let count = shared.arrivals_per_search.load(std::sync::atomic::Ordering::Relaxed);
     if count == 0 {
         return;
@@ -101,6 +112,7 @@ fn arrive(shared: &Shared, data: &mut Data, query: &[(String, String)], span: Sp
     let back = shared.config.index_delay.max(ChronoDuration::minutes(1));
     let seed: u64 = rand::RngExt::random(&mut *rng);
     let new = crate::generate::between(seed, &stream, span.now - back, span.now, count);
+    let mut data = server.lock();
     data.messages.entry(stream).or_default().extend(new);
     data.sort();
 }
