@@ -20,9 +20,10 @@ use futures::stream::{self, Fuse, FusedStream, FuturesOrdered, Stream, StreamExt
 /// How far a read runs ahead of the page it hands on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ahead {
-    /// Futures started and not yet done.
+    /// The most futures started and not yet done.
     pub pending: usize,
-    /// Futures held in all, done or not, while the head is not ready (at least `pending`).
+    /// The most futures held in all, done or not, while the head is not ready (at least
+    /// `pending`).
     pub held: usize,
 }
 

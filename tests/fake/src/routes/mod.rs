@@ -70,8 +70,13 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &[(Stri
         ["deliverystats"] => delivery_stats(&data, span),
         ["templates"] => templates(&server, query),
         ["stats", "outbound", rest @ ..] => stats::respond(&data, &rest.join("/"), query, span.now),
-        _ => api_error(StatusCode::NOT_FOUND, 0, "Not found (the fake does not serve this path)."),
+        _ => not_served(),
     }
+}
+
+/// A path the fake has no route for.
+fn not_served() -> Response {
+    api_error(StatusCode::NOT_FOUND, 0, "Not found (the fake does not serve this path).")
 }
 
 /// The webhook paths, under the write lock (the list is made on first use): GET /webhooks, and
@@ -81,7 +86,7 @@ fn webhooks_route(data: &mut Data, method: &Method, path: &str, query: &[(String
         return write_webhook(data, method, path, body);
     }
     if path != "/webhooks" {
-        return api_error(StatusCode::NOT_FOUND, 0, "Not found (the fake does not serve this path).");
+        return not_served();
     }
     let stream = get(query, "messagestream").map(str::to_string);
     if let Some(s) = &stream
