@@ -128,7 +128,7 @@ fn a_second_signal_stops_at_once() {
 }
 
 /// A host that refuses connections fails after the connect budget (1 + `max_connect_retries`
-/// attempts, once for the run, not once per stream), with exit 5 and a message that says so,
+/// attempts of each of the run's first two requests, once for the run, not once per stream), with exit 5 and a message that says so,
 /// not after the long retry budget.
 #[test]
 fn an_unreachable_host_fails_after_the_connect_budget() {
@@ -145,7 +145,10 @@ fn an_unreachable_host_fails_after_the_connect_budget() {
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("after 3 attempts") && stderr.contains("connection failed"), "{stderr}");
-    // Listed once for the run: the streams started beside the first do not try again.
-    assert_eq!(stderr.matches("Request failed; retrying.").count(), 2, "{stderr}");
+    // Listed once for the run: the streams started beside the first do not try again. The
+    // server and its message streams are asked side by side, each within the budget.
+    assert_eq!(stderr.matches("Request failed; retrying. request=GET /server ").count(), 2, "{stderr}");
+    assert_eq!(stderr.matches("Request failed; retrying. request=GET /message-streams").count(), 2, "{stderr}");
+    assert_eq!(stderr.matches("Request failed; retrying.").count(), 4, "{stderr}");
     assert!(!stderr.lines().last().unwrap_or_default().contains("failed earlier"), "{stderr}");
 }

@@ -92,3 +92,27 @@ fn dest_none_reads_everything_and_keeps_nothing() {
         assert!(left.is_empty(), "run {run} wrote {left:?}");
     }
 }
+
+/// A run's first two requests, the server and its message streams, go out side by side: the
+/// listing of message streams needs the token only, so at 200 ms a request it arrives before
+/// the server's answer, and each is asked once although two streams start together.
+#[test]
+fn the_server_and_its_message_streams_are_asked_side_by_side() {
+    let slow = FakeConfig {
+        latency: Duration::from_millis(200),
+        ..FakeConfig::default()
+    };
+    let messages = generate::between(33, "outbound", eastern_days_ago(2), eastern_days_ago(1), 50);
+    let env = Env::with_config(slow, messages);
+    let cfg = env.config(eastern_days_ago(3), json!({"message_streams": ["outbound"]}));
+    assert_ok(&env.sync_streams(&cfg, "messages_outbound,messages_opens", &[]));
+    let requests = env.fake.requests();
+    let asked = |path: &str| requests.iter().filter(|r| r.path == path).collect::<Vec<_>>();
+    let (server, streams) = (asked("/server"), asked("/message-streams"));
+    assert_eq!((server.len(), streams.len()), (1, 1), "each listed once for the run");
+    assert!(
+        streams[0].arrived < server[0].answered && server[0].arrived < streams[0].answered,
+        "the two listings overlap at the fake"
+    );
+    assert_eq!(duckdb_ids(&env.path("postmark.duckdb")).0, 50, "and the messages landed");
+}

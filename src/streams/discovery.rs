@@ -86,7 +86,8 @@ pub struct Discovery<'a> {
     /// Listed once per run; a failed listing is remembered too (`Err`), so the streams running
     /// beside the one that tried do not each retry it for the whole retry budget.
     servers: tokio::sync::OnceCell<Listed<ServerScope>>,
-    message_streams: tokio::sync::Mutex<HashMap<Option<i64>, Listed<MessageStreamItem>>>,
+    /// Keyed by the token that reads them (each server has its own).
+    message_streams: tokio::sync::Mutex<HashMap<String, Listed<MessageStreamItem>>>,
 }
 
 /// A listing's items, or `Err` when it failed (reported by the caller that tried).
@@ -193,6 +194,53 @@ impl<'a> Discovery<'a> {
             .collect()
     }
 
+    /// The servers to sync, for `def`. Read through the server token, a stream split by message
+    /// stream lists the token's message streams at the same time: that listing needs the token,
+    /// not the server's ID, so a run's first two requests go out together instead of one after
+    /// the other (at 100 ms a request, 0.1 s of every slot but one).
+    pub async fn servers_for(&self, def: &StreamDef) -> Result<&[ServerScope], SyncError> {
+        let token = match (&self.config.servers, &self.config.server_token, def.partition) {
+            (None, Some(token), Partition::MessageStreams { .. }) => token,
+            _ => return self.servers().await,
+        };
+        let (servers, listed) = tokio::join!(self.servers(), self.list_message_streams(token));
+        let servers = servers?;
+        listed?;
+        Ok(servers)
+    }
+
+    /// Lists the message streams `token` reads, once per run (locked while listing, so that
+    /// streams starting together ask once).
+    async fn list_message_streams(&self, token: &Secret) -> Result<(), SyncError> {
+        let mut message_streams = self.message_streams.lock().await;
+        let std::collections::hash_map::Entry::Vacant(entry) = message_streams.entry(token.expose().to_string()) else {
+            return Ok(());
+        };
+        let listed = self
+            .client
+            .get(
+                Auth::Server(token),
+                "/message-streams",
+                &[("MessageStreamType", "All".to_string()), ("IncludeArchivedStreams", "true".to_string())],
+                |body| serde_json::from_slice::<MessageStreamList>(body).map_err(|e| BodyError::Malformed(e.to_string())),
+            )
+            .await
+            .map_err(|source| SyncError::Listing {
+                what: "message streams (GET /message-streams)",
+                source,
+            });
+        match listed {
+            Ok(list) => {
+                entry.insert(Ok(list.message_streams));
+                Ok(())
+            }
+            Err(e) => {
+                entry.insert(Err(()));
+                Err(e)
+            }
+        }
+    }
+
     /// The calls `def` is made of on `server`.
     pub async fn partitions(&self, def: &StreamDef, server: &ServerScope) -> Result<Vec<PartitionValue>, SyncError> {
         let (types, param) = match def.partition {
@@ -217,33 +265,9 @@ impl<'a> Discovery<'a> {
             }
             Partition::MessageStreams { types, param } => (types, param),
         };
-        // Locked while listing, so that streams starting together ask once.
-        let mut message_streams = self.message_streams.lock().await;
-        if let std::collections::hash_map::Entry::Vacant(entry) = message_streams.entry(server.id) {
-            let listed = self
-                .client
-                .get(
-                    Auth::Server(&server.token),
-                    "/message-streams",
-                    &[("MessageStreamType", "All".to_string()), ("IncludeArchivedStreams", "true".to_string())],
-                    |body| serde_json::from_slice::<MessageStreamList>(body).map_err(|e| BodyError::Malformed(e.to_string())),
-                )
-                .await
-                .map_err(|source| SyncError::Listing {
-                    what: "message streams (GET /message-streams)",
-                    source,
-                });
-            match listed {
-                Ok(list) => {
-                    entry.insert(Ok(list.message_streams));
-                }
-                Err(e) => {
-                    entry.insert(Err(()));
-                    return Err(e);
-                }
-            }
-        }
-        let all = match message_streams.get(&server.id) {
+        self.list_message_streams(&server.token).await?;
+        let message_streams = self.message_streams.lock().await;
+        let all = match message_streams.get(server.token.expose()) {
             Some(Ok(all)) => all.as_slice(),
             Some(Err(())) => return Err(SyncError::ListingFailedEarlier { what: "message streams" }),
             None => &[],

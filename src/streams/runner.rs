@@ -167,7 +167,7 @@ impl<'a> Extractor<'a> {
             return self.sync_server(def, &decoder, &ServerScope::account()).await;
         }
         let mut reports = Vec::new();
-        for server in self.discovery.servers().await? {
+        for server in self.discovery.servers_for(def).await? {
             reports.extend(self.sync_server(def, &decoder, server).await?);
         }
         Ok(reports)
