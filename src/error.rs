@@ -83,7 +83,9 @@ fn sink_kind(e: &SinkError) -> ErrorKind {
     match e {
         SinkError::Locked { .. } | SinkError::HeldOpen { .. } => ErrorKind::Locked,
         SinkError::State(_) => ErrorKind::Input,
-        SinkError::DuckdbDisabled | SinkError::NotLocal { .. } | SinkError::BadUrl { .. } | SinkError::NotOurs { .. } => ErrorKind::Config,
+        SinkError::DuckdbDisabled | SinkError::NotLocal { .. } | SinkError::BadUrl { .. } | SinkError::AwsProfile { .. } | SinkError::NotOurs { .. } => {
+            ErrorKind::Config
+        }
         _ => ErrorKind::Destination,
     }
 }

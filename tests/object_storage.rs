@@ -259,3 +259,81 @@ fn s3_dry_run_writes_nothing_and_foreign_files_are_refused() {
         "the foreign file was touched"
     );
 }
+
+/// A named AWS profile, as `aws configure` writes it, is all a sync needs: keys from
+/// `~/.aws/credentials`, region and endpoint from `~/.aws/config`, no `AWS_*` key variable set
+/// (object_store alone would try instance credentials and fail here). A profile that is not
+/// there, or that gets its keys through SSO, fails with exit 3 naming the fix, writing nothing.
+#[test]
+fn s3_through_a_named_profile() {
+    let moto = python_tool("moto");
+    let s3 = S3Server::start(&moto);
+    let bucket = "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                  aws_access_key_id='testing', aws_secret_access_key='testing').create_bucket(Bucket='lake')";
+    run_python(&moto, Path::new("."), bucket, &[&s3.endpoint]);
+    let env = Env::new(common::yesterday_messages(30));
+    let aws = env.path(".aws");
+    std::fs::create_dir_all(&aws).expect("~/.aws");
+    std::fs::write(
+        aws.join("credentials"),
+        "[lake]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .expect("credentials");
+    let config = format!(
+        "[profile lake]\nregion = us-east-1\nendpoint_url = {}\n\n[profile corp]\nsso_session = corp\n",
+        s3.endpoint
+    );
+    std::fs::write(aws.join("config"), config).expect("config");
+    let cfg = env.config(common::two_days_ago(), json!({"message_streams": ["outbound"]}));
+    let run = |profile: &str, prefix: &str| {
+        let url = format!("s3://lake/{prefix}");
+        let mut cmd = env.command(&[
+            "sync",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--streams",
+            "messages_outbound",
+            "--dest",
+            "parquet",
+            "--path",
+            &url,
+        ]);
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("HOME", env.dir.path())
+            .env("TMPDIR", env.dir.path())
+            .env("AWS_PROFILE", profile)
+            .env_remove("AWS_CONFIG_FILE")
+            .env_remove("AWS_SHARED_CREDENTIALS_FILE");
+        cmd.output().expect("run")
+    };
+    let out = run("lake", "viaprofile");
+    assert_ok(&out);
+    assert!(
+        s3.has("viaprofile/_manifest.json") && s3.has("viaprofile/_state.json"),
+        "nothing published through the profile"
+    );
+    let listing = "import boto3, sys; c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                   aws_access_key_id='testing', aws_secret_access_key='testing'); \
+                   print(len([o for o in c.list_objects_v2(Bucket='lake', Prefix='viaprofile/messages_outbound/').get('Contents', [])]))";
+    assert_ne!(run_python(&moto, Path::new("."), listing, &[&s3.endpoint]).trim(), "0", "no data files");
+    for (profile, says) in [
+        ("nope", "AWS profile `nope` not found in"),
+        ("corp", "AWS profile `corp` gets its keys through `sso_session`"),
+    ] {
+        let out = run(profile, profile);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!s3.has(&format!("{profile}/_manifest.json")), "written although the profile was refused");
+    }
+}

@@ -76,6 +76,8 @@ pub enum SinkError {
     NotLocal { path: String },
     #[error("--path {path}: {reason}")]
     BadUrl { path: String, reason: String },
+    #[error("AWS profile `{profile}` {reason}")]
+    AwsProfile { profile: String, reason: String },
     #[error(
         "{url} holds Parquet files but no _manifest.json, so they were not written there by postmark-elt (a folder copied up, another tool); write to an empty prefix, or move them away"
     )]

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::sinks::SinkError;
 
 use super::STATE_FILE;
+use super::aws_profile::{ProfileError, profile_settings};
 
 pub const MANIFEST_FILE: &str = "_manifest.json";
 /// Transfers at once while a partition is downloaded or a flush published.
@@ -75,7 +76,8 @@ fn remote_err(url: &str, context: impl Into<String>) -> impl FnOnce(object_store
     }
 }
 
-/// A store for `url` with credentials from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+/// A store for `url` with credentials from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`) or,
+/// for S3, a named profile ([`profile_settings`]).
 fn store_for(url: &url::Url, text: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), SinkError> {
     use object_store::ObjectStoreScheme as Scheme;
     let bad = |reason: String| SinkError::BadUrl {
@@ -86,9 +88,31 @@ fn store_for(url: &url::Url, text: &str) -> Result<(Arc<dyn ObjectStore>, Object
     let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match scheme {
         Scheme::AmazonS3 => {
             let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(text);
+            let mut endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).ok();
+            let read = |path: &Path| match std::fs::read_to_string(path) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            };
+            let profile =
+                profile_settings(|var| std::env::var(var).ok(), read).map_err(|ProfileError { profile, reason }| SinkError::AwsProfile { profile, reason })?;
+            if let Some(profile) = profile {
+                if let Some((id, secret, token)) = profile.keys {
+                    builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+                    if let Some(token) = token {
+                        builder = builder.with_token(token);
+                    }
+                }
+                if let Some(region) = profile.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(url) = profile.endpoint {
+                    builder = builder.with_endpoint(&url);
+                    endpoint = Some(url);
+                }
+            }
             // An S3-compatible store on plain HTTP (MinIO, a test server) is named by its endpoint.
-            let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"));
-            if endpoint.is_ok_and(|e| e.starts_with("http://")) {
+            if endpoint.is_some_and(|e| e.starts_with("http://")) {
                 builder = builder.with_allow_http(true);
             }
             builder.build().map(|s| Arc::new(s) as _)
