@@ -165,6 +165,7 @@ fn options_reach_duckdb() {
     };
     assert_eq!(setting("memory_limit"), "95.3 MiB");
     assert_eq!(setting("threads"), "1");
+    assert_eq!(setting("disabled_compression_methods").to_lowercase(), "dictionary,fsst");
 }
 
 /// Streams run concurrently: a commit of one stream leaves another's staged rows staged,
