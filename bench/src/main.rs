@@ -186,10 +186,9 @@ fn main() -> ExitCode {
                 runs: Vec::new(),
             })
             .collect();
-        // Rounds of the ceiling then every destination: each run is judged against the
-        // ceiling of its own round, minutes apart at most, so that a machine whose speed
-        // drifts (a shared VM's ceiling moved from 115k to 203k records/s between sets)
-        // moves both sides of a ratio alike.
+        // Rounds of the ceiling then every destination: each run is judged against its own
+        // round's ceiling, so that a machine whose speed drifts (a shared VM's ceiling moved
+        // from 115k to 203k records/s between sets) moves both sides of a ratio alike.
         for _ in 0..runs {
             let mut ceiling = 0.0;
             for row in &mut at_size {
