@@ -154,10 +154,9 @@ impl DuckdbSink {
         // 10% in lock traffic, and the other core is busy downloading and decoding (measured:
         // 157k -> 191k records/s; two threads did not shorten the durable commits either).
         // Checkpoints wait for 256 MB of WAL, or the close after each durable commit.
-        // Of the string methods DuckDB analyses per segment, it chose DICT_FSST (dictionary,
-        // FSST or both) for every segment of the benchmark's tables, never the legacy `fsst` or
-        // `dictionary`: skipping their analysis leaves the files the same and cost ~5% less CPU
-        // (1M records, alternating syncs: median 8.88 -> 8.43 s user+sys).
+        // DuckDB chose DICT_FSST for every string segment of the benchmark's tables, never the
+        // legacy `fsst` or `dictionary`: skipping their analysis leaves the files the same and
+        // cost ~5% less CPU (1M records, alternating syncs: median 8.88 -> 8.43 s user+sys).
         conn.execute_batch(&format!(
             "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '{}MB'; SET threads = 1; SET checkpoint_threshold = '256MB'; SET disabled_compression_methods = 'fsst,dictionary';",
             self.options.duckdb_memory_limit_mb
