@@ -150,8 +150,6 @@ pub(super) fn run_once(fake: &FakePostmark, spec: &Spec) -> Result<Run, String> 
         requests,
         served: Served::of(&served),
         reader,
-        // Set by the caller, which knows the round's ceiling.
-        ceiling: 0.0,
     })
 }
 
