@@ -33,7 +33,7 @@ pub(super) fn keys_table(stream: &str) -> String {
     format!("_keys_{stream}")
 }
 
-impl DuckdbSink {
+impl Db {
     /// Replaces the target rows that share a key with the queued `rows`, looking for them where
     /// `older` says, inside the open transaction. The rows are read from their spill file twice
     /// (keys, then rows), a batch at a time.

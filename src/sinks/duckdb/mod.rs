@@ -6,7 +6,8 @@
 //! `commit_interval_seconds`, and at `flush` and `finish`) opens the file, applies the queue in
 //! one transaction (keys to a small temporary table, target rows with those keys deleted where
 //! older copies can be, rows appended with the Arrow appender, the state row replaced), commits
-//! and closes the file again. So the file is open only while a durable commit runs: between
+//! and closes the file again. It runs on a thread of its own while the sink takes the next rows
+//! (see [`DbSlot`]). So the file is open only while a durable commit runs: between
 //! them analysts can open it read-only (DuckDB allows one writing process or many readers), and
 //! a reader that keeps it open makes the commit wait, up to `lock_timeout_seconds`. Queued
 //! commits fall due `commit_interval_seconds` after the last durable one, also when no
@@ -32,6 +33,7 @@ use crate::sinks::lock::{DestinationLock, lock_path};
 use crate::sinks::{BoxError, CursorSpan, KeyEncoder, Sink, SinkError, SinkOptions, StreamInfo, cursor_span};
 use crate::state::State;
 
+mod db;
 mod merge;
 mod models;
 pub mod open;
@@ -41,10 +43,12 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+use db::Db;
 use merge::*;
 use open::{Access, open_waiting};
 use query::*;
 pub use query::{query, read_only};
+use spill::Spilled;
 
 pub const STATE_TABLE: &str = "_postmark_elt_state";
 /// DuckDB's row group: a transaction that appends whole row groups to a table writes them
@@ -52,19 +56,16 @@ pub const STATE_TABLE: &str = "_postmark_elt_state";
 const ROW_GROUP_ROWS: usize = 122_880;
 /// Rows after which a commit is also a durable one: a few row groups, so most rows of a large
 /// load skip the WAL. Each durable commit opens and closes the file, and the close checkpoints
-/// (rewriting the tables' last row groups), so fewer rows a commit cost more than they saved in
-/// memory (measured at 1M records against the file kept open: 4 row groups -20% records/s and
-/// +105 MiB peak RSS; 1 row group -40%, +10 MiB; a 64 MiB bound on the queue -35%, +37 MiB).
+/// (rewriting the tables' last row groups), so fewer rows a commit cost more than they saved:
+/// with each group applied on its own thread, 1M records (`bench --runs 5`, 2026-12-04) went
+/// at 128k records/s with 4 row groups, 121k with 2 and 100k with 1, at the same peak RSS.
 const GROUP_COMMIT_ROWS: usize = 4 * ROW_GROUP_ROWS;
 
 pub struct DuckdbSink {
-    path: PathBuf,
-    /// Open only while queued commits are applied (and while a stream's table is prepared).
-    conn: Option<Connection>,
+    db: DbSlot,
     options: SinkOptions,
-    /// The tables' schema, quoted.
-    schema: String,
     dest: String,
+    path: PathBuf,
     streams: HashMap<String, StreamInfo>,
     /// Rows written since each stream's last commit.
     pending: HashMap<String, Pending>,
@@ -81,10 +82,22 @@ pub struct DuckdbSink {
     _lock: DestinationLock,
 }
 
+/// The database: with the sink, or with the thread applying a group of queued commits. A
+/// group's transaction (DuckDB compressing four row groups, a second or two) once held up the
+/// sink, so the channel before it filled and downloads stopped until it was done; on its own
+/// thread it runs while the sink takes and spills the next group's rows. One group at a time:
+/// the next waits for it, as does anything else that uses the file.
+enum DbSlot {
+    Idle(Box<Db>),
+    Applying(std::thread::JoinHandle<(Box<Db>, Result<(), SinkError>)>),
+    /// The thread applying a group panicked, or could not be started.
+    Lost,
+}
+
 /// A commit's work, applied at the next durable commit.
 enum Queued {
     Replace(String, Option<i64>),
-    Merge { stream: String, rows: spill::Spilled, older: OlderCopies },
+    Merge { info: StreamInfo, rows: Spilled, older: OlderCopies },
 }
 
 /// A stream's uncommitted rows, each key once (the first read wins: rows read twice in a run
@@ -113,12 +126,18 @@ impl DuckdbSink {
         let dest = format!("DuckDB database {}", path.display());
         // Held for the sink's life: another run (a sync, a webhook merge) finds it and waits.
         let lock = DestinationLock::exclusive(&lock_path(path, false), &dest)?;
-        let mut sink = DuckdbSink {
+        let db = Db {
             path: path.to_path_buf(),
             conn: None,
             schema: quote_ident(&options.duckdb_schema),
+            options: options.clone(),
+            dest: dest.clone(),
+        };
+        let mut sink = DuckdbSink {
+            db: DbSlot::Idle(Box::new(db)),
             options,
             dest,
+            path: path.to_path_buf(),
             streams: HashMap::new(),
             pending: HashMap::new(),
             replaced: Vec::new(),
@@ -130,49 +149,17 @@ impl DuckdbSink {
             _lock: lock,
         };
         spill::remove_leftovers(path);
-        sink.connect()?;
-        sink.exec(
+        let db = sink.db()?;
+        db.connect()?;
+        db.exec(
             "creating the state table",
             &format!(
                 "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.{STATE_TABLE} (id INTEGER PRIMARY KEY, state VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
-                schema = sink.schema
+                schema = db.schema
             ),
         )?;
-        sink.release();
+        db.release();
         Ok(sink)
-    }
-
-    /// Opens the file for writing, waiting for readers to let go.
-    fn connect(&mut self) -> Result<(), SinkError> {
-        if self.conn.is_some() {
-            return Ok(());
-        }
-        let conn = open_waiting(&self.path, Access::ReadWrite, self.options.lock_timeout, &self.dest)?;
-        // Never reach for the network to fetch an extension. A loader needs little of DuckDB's
-        // buffer pool; a cap keeps the process small. One thread: appends of a few thousand
-        // rows gain nothing from DuckDB's workers, whose task queue cost the sink thread about
-        // 10% in lock traffic, and the other core is busy downloading and decoding (measured:
-        // 157k -> 191k records/s; two threads did not shorten the durable commits either).
-        // Checkpoints wait for 256 MB of WAL, or the close after each durable commit.
-        // DuckDB chose DICT_FSST for every string segment of the benchmark's tables, never the
-        // legacy `fsst` or `dictionary`: skipping their analysis leaves the files the same and
-        // cost ~5% less CPU (1M records, alternating syncs: median 8.88 -> 8.43 s user+sys).
-        conn.execute_batch(&format!(
-            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; SET memory_limit = '{}MB'; SET threads = 1; SET checkpoint_threshold = '256MB'; SET disabled_compression_methods = 'fsst,dictionary';",
-            self.options.duckdb_memory_limit_mb
-        ))
-        .map_err(|e| self.fail("configuring the connection", e))?;
-        self.conn = Some(conn);
-        Ok(())
-    }
-
-    /// Closes the file (DuckDB checkpoints its WAL into it as it closes), so readers can open it.
-    fn release(&mut self) {
-        self.conn = None;
-    }
-
-    fn conn(&self) -> Result<&Connection, SinkError> {
-        self.conn.as_ref().ok_or_else(|| self.fail("using the database", "no open connection"))
     }
 
     fn fail(&self, context: &str, e: impl Into<BoxError>) -> SinkError {
@@ -183,13 +170,31 @@ impl DuckdbSink {
         }
     }
 
-    fn exec(&self, context: &str, sql: &str) -> Result<(), SinkError> {
-        self.conn()?.execute_batch(sql).map_err(|e| self.fail(context, e))
+    /// The database once no group of commits is being applied; the error of the last group,
+    /// if it failed.
+    fn db(&mut self) -> Result<&mut Db, SinkError> {
+        if matches!(self.db, DbSlot::Applying(_))
+            && let DbSlot::Applying(thread) = std::mem::replace(&mut self.db, DbSlot::Lost)
+        {
+            let (db, applied) = thread
+                .join()
+                .map_err(|_| self.fail("applying queued commits", "the thread applying them panicked"))?;
+            self.db = DbSlot::Idle(db);
+            applied?;
+        }
+        let lost = self.fail("using the database", "the thread applying commits did not return it");
+        match &mut self.db {
+            DbSlot::Idle(db) => Ok(db),
+            _ => Err(lost),
+        }
     }
 
-    /// A table of this sink's schema, quoted.
-    fn table(&self, name: &str) -> String {
-        format!("{}.{}", self.schema, quote_ident(name))
+    /// The error of a group that finished applying since the last look, without waiting.
+    fn applied_so_far(&mut self) -> Result<(), SinkError> {
+        match &self.db {
+            DbSlot::Applying(thread) if thread.is_finished() => self.db().map(|_| ()),
+            _ => Ok(()),
+        }
     }
 
     /// Whether queued commits have waited `commit_interval_seconds` since the last durable one.
@@ -197,46 +202,25 @@ impl DuckdbSink {
         self.due().is_some_and(|at| at <= Instant::now())
     }
 
-    /// Applies the queued commits in one transaction of one short-lived connection.
-    fn apply(&mut self) -> Result<(), SinkError> {
+    /// Applies the queued commits in one transaction, on a thread of their own once the group
+    /// before them is done; with `wait`, returns once they are durable.
+    fn apply(&mut self, wait: bool) -> Result<(), SinkError> {
         self.last_commit = Instant::now();
-        let Some(state) = self.queued_state.take() else {
-            return Ok(());
-        };
-        self.connect()?;
-        self.exec("starting a transaction", "BEGIN TRANSACTION")?;
-        for op in std::mem::take(&mut self.queued) {
-            match op {
-                Queued::Replace(stream, server_id) => {
-                    let table = self.table(&stream);
-                    let context = format!("replacing the rows of {stream}");
-                    let conn = self.conn()?;
-                    match server_id {
-                        Some(id) => conn.execute(&format!("DELETE FROM {table} WHERE server_id = ?"), [id]).map(|_| ()),
-                        None => conn.execute_batch(&format!("DELETE FROM {table}")),
-                    }
-                    .map_err(|e| self.fail(&context, e))?;
-                }
-                Queued::Merge { stream, rows, older } => {
-                    let Some(info) = self.streams.get(&stream) else {
-                        return Err(self.fail("merging", format!("stream {stream} was written before it was begun")));
-                    };
-                    self.merge(info, &rows, older)?;
-                }
+        if let Some(state) = self.queued_state.take() {
+            let queue = std::mem::take(&mut self.queued);
+            self.queued_rows = 0;
+            self.db()?;
+            if let DbSlot::Idle(mut db) = std::mem::replace(&mut self.db, DbSlot::Lost) {
+                let thread = std::thread::Builder::new().name("duckdb-commit".to_string()).spawn(move || {
+                    let applied = db.apply(queue, state);
+                    (db, applied)
+                });
+                self.db = DbSlot::Applying(thread.map_err(|e| self.fail("starting the thread that applies commits", e))?);
             }
         }
-        self.conn()?
-            .execute(
-                &format!(
-                    "INSERT OR REPLACE INTO {}.{STATE_TABLE} (id, state, updated_at) VALUES (1, ?, now())",
-                    self.schema
-                ),
-                [state],
-            )
-            .map_err(|e| self.fail("saving the state", e))?;
-        self.exec("committing", "COMMIT")?;
-        self.queued_rows = 0;
-        self.release();
+        if wait {
+            self.db()?;
+        }
         Ok(())
     }
 
@@ -271,23 +255,25 @@ impl DuckdbSink {
 
 impl Sink for DuckdbSink {
     fn load_state(&mut self) -> Result<Option<State>, SinkError> {
-        self.connect()?;
-        let text: Option<String> = self
+        let db = self.db()?;
+        db.connect()?;
+        let text: Option<String> = db
             .conn()?
-            .query_row(&format!("SELECT state FROM {}.{STATE_TABLE} WHERE id = 1", self.schema), [], |r| r.get(0))
+            .query_row(&format!("SELECT state FROM {}.{STATE_TABLE} WHERE id = 1", db.schema), [], |r| r.get(0))
             .map(Some)
             .or_else(|e| match e {
                 duckdb::Error::QueryReturnedNoRows => Ok(None),
-                other => Err(self.fail("reading the saved state", other)),
+                other => Err(db.fail("reading the saved state", other)),
             })?;
-        self.release();
+        db.release();
         text.map(|t| State::from_stored(&t).map_err(SinkError::from)).transpose()
     }
 
     fn begin_stream(&mut self, stream: &StreamInfo) -> Result<(), SinkError> {
-        self.connect()?;
-        let prepared = self.prepare_table(stream);
-        self.release();
+        let db = self.db()?;
+        db.connect()?;
+        let prepared = db.prepare_table(stream);
+        db.release();
         let empty = prepared?;
         let encoder = KeyEncoder::new(stream).map_err(|e| self.fail(&format!("the key of {}", stream.name), e))?;
         // Begun again (another server): what was loaded is still known. A fixed cursor needs
@@ -363,29 +349,31 @@ impl Sink for DuckdbSink {
             let rows = spill::Spilled::write(&self.path, self.spills, &schema, &batches)
                 .map_err(|e| self.fail(&format!("queueing the rows of {name} (beside the database)"), e))?;
             self.queued_rows += rows.rows;
-            self.queued.push(Queued::Merge { stream: name, rows, older });
+            let info = info.clone();
+            self.queued.push(Queued::Merge { info, rows, older });
         }
         self.queued_state = Some(state.to_json());
         if self.queued_rows >= GROUP_COMMIT_ROWS || self.fallen_due() {
-            self.apply()?;
+            self.apply(false)?;
         }
-        Ok(())
+        self.applied_so_far()
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.apply()
+        self.apply(true)
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
         // The queue holds only committed streams' rows (uncommitted ones wait in `pending` and
         // are dropped here).
-        self.apply()?;
+        self.apply(true)?;
         if self.streams.is_empty() {
             return Ok(());
         }
-        self.connect()?;
-        let created = self.create_models();
-        self.release();
+        let db = self.db()?;
+        db.connect()?;
+        let created = db.create_models();
+        db.release();
         tracing::debug!(models = ?created?, "Analyst models created.");
         Ok(())
     }
@@ -395,6 +383,18 @@ impl Sink for DuckdbSink {
     }
 
     fn tick(&mut self) -> Result<(), SinkError> {
-        if self.fallen_due() { self.apply() } else { Ok(()) }
+        if self.fallen_due() { self.apply(false) } else { self.applied_so_far() }
+    }
+}
+
+impl Drop for DuckdbSink {
+    /// A sink dropped without `finish` (a run that failed) still lets the group being applied
+    /// land or roll back before the lock is released.
+    fn drop(&mut self) {
+        if let DbSlot::Applying(thread) = std::mem::replace(&mut self.db, DbSlot::Lost)
+            && let Ok((_, Err(e))) = thread.join()
+        {
+            tracing::warn!("Queued commits not applied: {e}");
+        }
     }
 }

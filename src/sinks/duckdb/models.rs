@@ -5,7 +5,7 @@
 
 use super::*;
 
-impl DuckdbSink {
+impl Db {
     /// Creates the Eastern-day macro and every model whose sources exist, in this schema.
     pub(super) fn create_models(&self) -> Result<Vec<&'static str>, SinkError> {
         let context = "creating the analyst models";

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl DuckdbSink {
+impl Db {
     /// Creates or widens `stream`'s table; whether it holds no rows.
     pub(super) fn prepare_table(&self, stream: &StreamInfo) -> Result<bool, SinkError> {
         let table = self.table(&stream.name);

@@ -1,6 +1,9 @@
 use super::*;
 use chrono::Utc;
 
+// Commits applied on their own thread.
+mod background;
+
 fn page(ids: &[&str]) -> String {
     let msgs: Vec<String> = ids
         .iter()
@@ -155,10 +158,11 @@ fn options_reach_duckdb() {
         ..SinkOptions::default()
     };
     let mut sink = DuckdbSink::open(&dir.path().join("t.duckdb"), options).unwrap();
-    assert!(sink.conn.is_none(), "the file is closed between commits");
-    sink.connect().unwrap();
+    let db = sink.db().unwrap();
+    assert!(db.conn.is_none(), "the file is closed between commits");
+    db.connect().unwrap();
     let setting = |name: &str| {
-        sink.conn()
+        db.conn()
             .unwrap()
             .query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get::<_, String>(0))
             .unwrap()
@@ -219,7 +223,7 @@ fn schemas_keep_accounts_apart() {
         state.advance("messages_outbound", schema, "received_at", Utc::now());
         sink.commit(None, &state).unwrap();
         sink.flush().unwrap();
-        assert!(sink.conn.is_none(), "closed after a durable commit");
+        assert!(sink.db().unwrap().conn.is_none(), "closed after a durable commit");
         sink.finish().unwrap();
     }
     assert_eq!(count(&path, "SELECT count(*) FROM shop.messages_outbound"), 2);
