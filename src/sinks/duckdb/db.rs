@@ -14,6 +14,15 @@ pub(super) struct Db {
     pub(super) dest: String,
 }
 
+/// A failed write to the DuckDB database `dest`, while doing `context`.
+pub(super) fn write_error(dest: &str, context: &str, e: impl Into<BoxError>) -> SinkError {
+    SinkError::Write {
+        dest: dest.to_string(),
+        context: context.to_string(),
+        source: e.into(),
+    }
+}
+
 impl Db {
     /// Opens the file for writing, waiting for readers to let go.
     pub(super) fn connect(&mut self) -> Result<(), SinkError> {
@@ -49,11 +58,7 @@ impl Db {
     }
 
     pub(super) fn fail(&self, context: &str, e: impl Into<BoxError>) -> SinkError {
-        SinkError::Write {
-            dest: self.dest.clone(),
-            context: context.to_string(),
-            source: e.into(),
-        }
+        write_error(&self.dest, context, e)
     }
 
     pub(super) fn exec(&self, context: &str, sql: &str) -> Result<(), SinkError> {

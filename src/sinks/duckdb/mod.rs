@@ -43,7 +43,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-use db::Db;
+use db::{Db, write_error};
 use merge::*;
 use open::{Access, open_waiting};
 use query::*;
@@ -163,11 +163,7 @@ impl DuckdbSink {
     }
 
     fn fail(&self, context: &str, e: impl Into<BoxError>) -> SinkError {
-        SinkError::Write {
-            dest: self.dest.clone(),
-            context: context.to_string(),
-            source: e.into(),
-        }
+        write_error(&self.dest, context, e)
     }
 
     /// The database once no group of commits is being applied; the error of the last group,
@@ -182,10 +178,9 @@ impl DuckdbSink {
             self.db = DbSlot::Idle(db);
             applied?;
         }
-        let lost = self.fail("using the database", "the thread applying commits did not return it");
         match &mut self.db {
             DbSlot::Idle(db) => Ok(db),
-            _ => Err(lost),
+            _ => Err(write_error(&self.dest, "using the database", "the thread applying commits did not return it")),
         }
     }
 
