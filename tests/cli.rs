@@ -213,9 +213,10 @@ fn concurrent_runs_are_refused() {
 /// kill -9 in the middle of a sync, then a rerun: nothing missing, nothing twice.
 #[test]
 fn killed_sync_resumes_exactly() {
-    // Slow enough, and commits frequent enough (every second), that the sink commits before a kill.
+    // Slow enough (about 50 pages, 5 s), and commits frequent enough (every second), that the
+    // sink commits before a kill.
     let config = FakeConfig {
-        latency: Duration::from_millis(100),
+        latency: Duration::from_millis(200),
         ..FakeConfig::default()
     };
     let today = Utc::now().with_timezone(&New_York).date_naive();
@@ -229,12 +230,15 @@ fn killed_sync_resumes_exactly() {
         json!({"message_streams": ["outbound"], "max_concurrency": 2, "commit_interval_seconds": 1}),
     );
     let mut partial_seen = Vec::new();
-    // Killed after 15, then after 30 more page requests: mid-run, whatever the machine's speed.
+    // Killed after 15, then after 30 more page requests (mid-run, whatever the machine's
+    // speed), and no sooner than 2.5 s after the start: durable commits fall due a second apart
+    // and run beside the reads, so by then one that holds rows has landed.
     for pages in [15, 30] {
         env.fake.clear_requests();
+        let started = std::time::Instant::now();
         let mut child = env.spawn(&["sync", "--config", cfg.to_str().unwrap()]);
         common::kill_when(&mut child, 30_000, || {
-            env.fake.requests().iter().filter(|r| r.path == "/messages/outbound").count() >= pages
+            started.elapsed() >= Duration::from_millis(2_500) && env.fake.requests().iter().filter(|r| r.path == "/messages/outbound").count() >= pages
         });
         if env.path("postmark.duckdb").exists() {
             partial_seen.push(duckdb_ids(&env.path("postmark.duckdb")).0);

@@ -12,6 +12,9 @@ pub(super) struct Db {
     /// The tables' schema, quoted.
     pub(super) schema: String,
     pub(super) dest: String,
+    /// Holds the next group's thread until a test lets it go.
+    #[cfg(test)]
+    pub(super) gate: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 /// A failed write to the DuckDB database `dest`, while doing `context`.
@@ -72,6 +75,10 @@ impl Db {
 
     /// Applies `queue` and saves `state` in one transaction of one short-lived connection.
     pub(super) fn apply(&mut self, queue: Vec<Queued>, state: String) -> Result<(), SinkError> {
+        #[cfg(test)]
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.recv();
+        }
         self.connect()?;
         self.exec("starting a transaction", "BEGIN TRANSACTION")?;
         for op in queue {

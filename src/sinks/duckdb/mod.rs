@@ -132,6 +132,8 @@ impl DuckdbSink {
             schema: quote_ident(&options.duckdb_schema),
             options: options.clone(),
             dest: dest.clone(),
+            #[cfg(test)]
+            gate: None,
         };
         let mut sink = DuckdbSink {
             db: DbSlot::Idle(Box::new(db)),
