@@ -207,13 +207,14 @@ impl DuckdbSink {
             let queue = std::mem::take(&mut self.queued);
             self.queued_rows = 0;
             self.db()?;
-            if let DbSlot::Idle(mut db) = std::mem::replace(&mut self.db, DbSlot::Lost) {
-                let thread = std::thread::Builder::new().name("duckdb-commit".to_string()).spawn(move || {
-                    let applied = db.apply(queue, state);
-                    (db, applied)
-                });
-                self.db = DbSlot::Applying(thread.map_err(|e| self.fail("starting the thread that applies commits", e))?);
-            }
+            let DbSlot::Idle(mut db) = std::mem::replace(&mut self.db, DbSlot::Lost) else {
+                return Err(self.fail("applying queued commits", "the database was not free"));
+            };
+            let thread = std::thread::Builder::new().name("duckdb-commit".to_string()).spawn(move || {
+                let applied = db.apply(queue, state);
+                (db, applied)
+            });
+            self.db = DbSlot::Applying(thread.map_err(|e| self.fail("starting the thread that applies commits", e))?);
         }
         if wait {
             self.db()?;
